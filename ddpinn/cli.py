@@ -1,0 +1,282 @@
+"""Command line: ``ddpinn run | info | plot``.
+
+``ddpinn run`` is launched on every rank (``mpiexec -n 4 ddpinn run case.toml``); set-up
+errors are agreed on by all ranks, printed once by rank 0, and every rank exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ddpinn import __version__
+
+log = logging.getLogger("ddpinn")
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 3
+
+
+def _setup_logging(rank: int, quiet: bool = False) -> None:
+    level = logging.WARNING if (rank != 0 or quiet) else logging.INFO
+    fmt = "%(asctime)s ddpinn %(levelname)s %(message)s" if rank == 0 else \
+        f"%(asctime)s ddpinn[rank {rank}] %(levelname)s %(message)s"
+    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S", stream=sys.stderr)
+
+
+def _fail(comm, message: str, code: int):
+    if comm.rank == 0:
+        sys.stderr.write(f"ddpinn: error: {message}\n")
+        sys.stderr.flush()
+    sys.exit(code)
+
+
+def _setup(args, comm):
+    """Collective. Config, problem and rank-count checks; errors agreed on all ranks."""
+    from ddpinn.io.config import load
+    from ddpinn.parallel.errors import agree
+    from ddpinn.problem import build_problem
+
+    error, cfg, problem = None, None, None
+    try:
+        cfg = load(args.case, args.set)
+        problem = build_problem(cfg)
+        n_sub = problem.decomposition.n_subdomains
+        ranks = getattr(args, "ranks", None) or comm.size
+        if ranks > n_sub:
+            raise ValueError(f"{ranks} ranks but only {n_sub} subdomains (grid "
+                             f"{cfg.decomposition.grid}): use at most {n_sub} ranks or a finer "
+                             f"'decomposition.grid'")
+    except Exception as exc:  # every failure here is reported collectively
+        error = exc
+    agree(comm, error)
+    return cfg, problem
+
+
+def _resolved_toml(cfg) -> str:
+    import tomli_w
+
+    def clean(obj):
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items() if v is not None}
+        if isinstance(obj, list):
+            return [clean(v) for v in obj]
+        return obj
+
+    return tomli_w.dumps(clean(cfg.to_dict()))
+
+
+def decomposition_record(problem, owner) -> dict:
+    d = problem.decomposition
+    return {"axis_names": list(d.box.names), "grid": list(d.grid),
+            "lower": [list(s.box.lower) for s in d.subdomains],
+            "upper": [list(s.box.upper) for s in d.subdomains],
+            "owner": [int(r) for r in owner],
+            "periodic": list(d.periodic)}
+
+
+def cmd_run(args) -> int:
+    from ddpinn.io import checkpoint
+    from ddpinn.io.atomic import atomic_write_text
+    from ddpinn.parallel import world
+    from ddpinn.parallel.device import choose_device, set_threads
+    from ddpinn.parallel.errors import DDPINNError, agree, install_abort_hook
+    from ddpinn.training.evaluate import evaluate, make_test_grid
+    from ddpinn.training.solver import Solver
+    from ddpinn.training.trainer import Trainer
+
+    comm = world()
+    install_abort_hook(comm)
+    _setup_logging(comm.rank, args.quiet)
+    try:
+        cfg, problem = _setup(args, comm)
+        error = None
+        try:
+            device = choose_device(cfg.parallel.device, comm)
+            threads = set_threads(cfg.parallel.threads, comm)
+            solver = Solver(problem, comm, device)
+            run_dir = Path(cfg.output.dir)
+            resume = None
+            if args.resume:
+                resume = checkpoint.latest(run_dir / "checkpoints") if args.resume == "auto" \
+                    else Path(args.resume)
+                if resume is None:
+                    log.info("--resume auto: no checkpoint in %s, starting fresh", run_dir)
+            state = checkpoint.load(resume) if resume else None
+        except Exception as exc:
+            error = exc
+        agree(comm, error)
+    except DDPINNError as exc:
+        _fail(comm, str(exc), EXIT_CONFIG)
+
+    if comm.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.toml", _resolved_toml(cfg))
+        atomic_write_text(run_dir / "decomposition.json",
+                          json.dumps(decomposition_record(problem, solver.owner)))
+        if state is None and (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()
+    comm.barrier()
+    log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s",
+             __version__, cfg.case.name, problem.pde.name, problem.decomposition.n_subdomains,
+             comm.size, threads, cfg.case.dtype)
+    grid = make_test_grid(problem, cfg.output.grid or None)
+    trainer = Trainer(solver, run_dir, grid)
+    try:
+        if state is not None:
+            trainer.restore(state)
+            log.info("resumed from %s at step %d", resume, trainer.global_step)
+        t0 = time.perf_counter()
+        trainer.train()
+        elapsed = time.perf_counter() - t0
+        if cfg.output.checkpoint_every:
+            trainer.save_checkpoint()
+        pred, errors = evaluate(solver, grid)
+    except DDPINNError as exc:
+        _fail(comm, str(exc), EXIT_RUNTIME)
+    if comm.rank == 0:
+        _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
+    comm.barrier()
+    return 0
+
+
+def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
+    from ddpinn.io.netcdf import write_solution
+
+    shape = grid.shape
+    fields = {n: pred[:, k].reshape(shape) for k, n in enumerate(problem.pde.outputs)}
+    errs = {n: (pred[:, k] - grid.truth[:, k]).reshape(shape)
+            for k, n in enumerate(problem.pde.outputs)} if grid.truth is not None else None
+    attrs = {"case": cfg.case.name, "pde": problem.pde.name,
+             "decomposition_grid": list(problem.decomposition.grid),
+             "n_subdomains": problem.decomposition.n_subdomains, "n_ranks": n_ranks,
+             "interface_conditions": ", ".join(problem.conditions),
+             "reference": grid.source, "training_seconds": float(elapsed), **errors}
+    write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs)
+    (run_dir / "errors.json").write_text(json.dumps(errors, indent=1) + "\n")
+    for k, v in errors.items():
+        log.info("relative L2 error %s = %.3e", k[3:], v)
+    if cfg.output.plots:
+        from ddpinn.io.plots import plot_run
+
+        plot_run(run_dir)
+    log.info("done in %.1f s; outputs in %s", elapsed, run_dir)
+
+
+def cmd_info(args) -> int:
+    from ddpinn.decomposition import partition
+    from ddpinn.interface.conditions import needed_quantities
+    from ddpinn.parallel import SerialComm
+    from ddpinn.parallel.errors import DDPINNError
+
+    try:
+        cfg, problem = _setup(args, SerialComm())
+    except DDPINNError as exc:
+        sys.stderr.write(f"ddpinn: error: {exc}\n")
+        return EXIT_CONFIG
+    d, pde = problem.decomposition, problem.pde
+    ranks = args.ranks or 1
+    owner = partition(d.grid, ranks)
+    print(f"case {cfg.case.name!r}: PDE {pde.name} (outputs {', '.join(pde.outputs)}), "
+          f"axes {', '.join(d.box.names)}")
+    print(f"domain lower {list(d.box.lower)} upper {list(d.box.upper)}; periodic "
+          f"{[n for n, p in zip(d.box.names, d.periodic) if p] or 'none'}")
+    kinds = {k: sum(1 for i in d.interfaces if i.kind == k) for k in ("space", "time")}
+    print(f"grid {list(d.grid)} -> {d.n_subdomains} subdomains, {len(d.interfaces)} interfaces "
+          f"({kinds['space']} space, {kinds['time']} time)")
+    q = needed_quantities(problem.conditions)
+    width = {"u": pde.n_out, "res": None, "dn": pde.n_out, "dnn": pde.n_out,
+             "dtt": pde.n_out * d.box.dim, "flux": pde.n_out, "gres": None}
+    n_eq = _n_equations(problem)
+    per_point = sum(width[k] if width[k] is not None else
+                    (n_eq if k == "res" else n_eq * d.box.dim) for k in q)
+    print(f"conditions {', '.join(problem.conditions)}; exchanged per point: "
+          f"{', '.join(q)} = {per_point} values")
+    n_if = cfg.points.interface
+    itemsize = 4 if cfg.case.dtype == "float32" else 8
+    print(f"partition over {ranks} ranks:")
+    print(f"{'rank':>6} {'subdomains':>10}  {'sids':<24} {'nbr ranks':>9} "
+          f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10}")
+    for r in range(ranks):
+        sids = [int(s) for s in np.flatnonzero(owner == r)]
+        remote = [i for s in sids for i in d.interfaces_of(s) if owner[i.other(s)] != r]
+        nbrs = sorted({int(owner[i.other(s)]) for s in sids for i in d.interfaces_of(s)
+                       if owner[i.other(s)] != r})
+        pts = n_if * len(remote)
+        label = _ranges(sids)
+        print(f"{r:>6} {len(sids):>10}  {label:<24} {len(nbrs):>9} {pts:>10} "
+              f"{pts * per_point:>11} {pts * per_point * itemsize:>10}")
+    return 0
+
+
+def _n_equations(problem) -> int:
+    import torch
+
+    from ddpinn.nn import Fields
+
+    pde = problem.pde
+    x = torch.rand(1, 2, problem.box.dim, dtype=torch.float64, requires_grad=True)
+    u = torch.zeros(1, 2, pde.n_out, dtype=torch.float64) + x.sum(-1, keepdim=True) ** 3
+    return pde.residual(Fields(x, u, pde.axes, pde.outputs), pde.params).shape[-1]
+
+
+def _ranges(sids) -> str:
+    """[0,1,2,5] -> '0-2,5'."""
+    out, start = [], None
+    for i, s in enumerate(sids):
+        if start is None:
+            start = s
+        if i + 1 == len(sids) or sids[i + 1] != s + 1:
+            out.append(f"{start}-{s}" if s != start else f"{s}")
+            start = None
+    text = ",".join(out)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def cmd_plot(args) -> int:
+    from ddpinn.io.plots import plot_run
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        sys.stderr.write(f"ddpinn: error: {run_dir} is not a run directory\n")
+        return EXIT_CONFIG
+    for p in plot_run(run_dir):
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ddpinn", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"ddpinn {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train a case (launch on every rank)")
+    run.add_argument("case", help="case file (TOML)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a case field, e.g. --set stages.0.steps=100")
+    run.add_argument("--resume", metavar="auto|PATH",
+                     help="resume from a checkpoint (auto: the newest in the run directory)")
+    run.add_argument("--quiet", action="store_true", help="warnings only")
+    run.set_defaults(func=cmd_run)
+    info = sub.add_parser("info", help="print the decomposition, rank map and exchange volume")
+    info.add_argument("case")
+    info.add_argument("--ranks", type=int, default=1)
+    info.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    info.set_defaults(func=cmd_info)
+    plot = sub.add_parser("plot", help="redraw the plots of a run directory")
+    plot.add_argument("run")
+    plot.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

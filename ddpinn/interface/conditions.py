@@ -1,0 +1,125 @@
+"""Interface conditions: small pure functions of the two sides' values on an interface.
+
+Each condition receives ``mine`` and ``other``, dicts of interface quantities shaped
+(S, n, c) for S interface sides of n points, and returns the per-side penalty, shape (S,).
+``other`` is detached by the caller. A condition is zero when the two sides agree (and,
+for the residual-type conditions, when they satisfy the PDE).
+
+Quantities (a condition declares which it needs; only those are computed and exchanged):
+
+=======  ===========================================================  ==========
+name     meaning                                                      shape
+=======  ===========================================================  ==========
+u        outputs                                                      (S, n, m)
+res      PDE residual                                                 (S, n, q)
+dn       derivative along the interface normal axis                   (S, n, m)
+dnn      second derivative along the normal axis                      (S, n, m)
+dtt      second derivatives along each tangential axis (normal: 0)    (S, n, m*d)
+flux     the PDE's flux along the normal axis                         (S, n, m)
+gres     gradient of the residual                                     (S, n, q*d)
+=======  ===========================================================  ==========
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+QUANTITIES = ("u", "res", "dn", "dnn", "dtt", "flux", "gres")
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    needs: tuple
+    fn: Callable
+    doc: str
+
+
+CONDITIONS: dict = {}
+
+# XPINN's pair: average-solution continuity plus residual continuity.
+DEFAULT_CONDITIONS = ("average_solution", "residual_continuity")
+
+
+def condition(name: str, needs):
+    def deco(fn):
+        CONDITIONS[name] = Condition(name, tuple(needs), fn, (fn.__doc__ or "").strip())
+        return fn
+    return deco
+
+
+def _mean_sq(diff: torch.Tensor) -> torch.Tensor:
+    """(S, n, c) -> (S,): mean over points of the squared norm over components."""
+    return diff.pow(2).sum(-1).mean(-1)
+
+
+@condition("solution_continuity", needs=("u",))
+def solution_continuity(mine, other):
+    """u_mine = u_other."""
+    return _mean_sq(mine["u"] - other["u"])
+
+
+@condition("average_solution", needs=("u",))
+def average_solution(mine, other):
+    """u_mine = (u_mine + u_other) / 2  (XPINN)."""
+    return _mean_sq(mine["u"] - 0.5 * (mine["u"] + other["u"]))
+
+
+@condition("interface_residual", needs=("res",))
+def interface_residual(mine, other):
+    """PDE residual of this side vanishes on the interface."""
+    return _mean_sq(mine["res"])
+
+
+@condition("residual_continuity", needs=("res",))
+def residual_continuity(mine, other):
+    """res_mine = res_other  (XPINN)."""
+    return _mean_sq(mine["res"] - other["res"])
+
+
+@condition("flux_continuity", needs=("flux",))
+def flux_continuity(mine, other):
+    """Normal flux f(u) . n equal on both sides  (cPINN)."""
+    return _mean_sq(mine["flux"] - other["flux"])
+
+
+@condition("normal_derivative_continuity", needs=("dn",))
+def normal_derivative_continuity(mine, other):
+    """du/dn equal on both sides."""
+    return _mean_sq(mine["dn"] - other["dn"])
+
+
+@condition("second_normal_derivative_continuity", needs=("dnn",))
+def second_normal_derivative_continuity(mine, other):
+    """d2u/dn2 equal on both sides."""
+    return _mean_sq(mine["dnn"] - other["dnn"])
+
+
+@condition("tangential_second_derivative_continuity", needs=("dtt",))
+def tangential_second_derivative_continuity(mine, other):
+    """d2u/dtau2 equal on both sides for every tangential axis tau."""
+    return _mean_sq(mine["dtt"] - other["dtt"])
+
+
+@condition("residual_gradient", needs=("gres",))
+def residual_gradient(mine, other):
+    """Gradient of this side's residual vanishes on the interface  (gPINN)."""
+    return _mean_sq(mine["gres"])
+
+
+def get_condition(name: str) -> Condition:
+    if name not in CONDITIONS:
+        raise ValueError(f"field 'interface.conditions' names {name!r}, which is not an "
+                         f"interface condition; choose from: {', '.join(CONDITIONS)}")
+    return CONDITIONS[name]
+
+
+def needed_quantities(names) -> tuple:
+    """Union of what the named conditions need, always with ``u`` (for the mismatch
+    metric), in the fixed order of :data:`QUANTITIES`."""
+    need = {"u"}
+    for n in names:
+        need.update(get_condition(n).needs)
+    return tuple(q for q in QUANTITIES if q in need)

@@ -1,0 +1,338 @@
+"""Case files (TOML) -> typed, validated configuration.
+
+A case file is data only. Every field is declared here with its type and default; unknown
+or misspelt fields, wrong types and out-of-range values raise :class:`ConfigError` with one
+message naming the field, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A case file or override that cannot be used; the message names the field."""
+
+
+@dataclass
+class CaseSection:
+    name: str = "case"
+    seed: int = 0
+    dtype: str = "float64"
+
+
+@dataclass
+class DomainSection:
+    lower: list = field(default_factory=list)
+    upper: list = field(default_factory=list)
+    time: Optional[list] = None
+    periodic: list = field(default_factory=list)
+
+
+@dataclass
+class DecompositionSection:
+    grid: list = field(default_factory=lambda: [1])
+
+
+@dataclass
+class PDESection:
+    name: str = ""
+    params: dict = field(default_factory=dict)
+    inverse: dict = field(default_factory=dict)
+
+
+@dataclass
+class NetworkSection:
+    width: int = 32
+    depth: int = 3
+    activation: str = "tanh"
+    fourier_features: int = 0
+    fourier_scale: float = 1.0
+    periodic_harmonics: int = 2
+
+
+@dataclass
+class PointsSection:
+    interior: int = 500
+    boundary: int = 64
+    interface: int = 32
+    data: int = 0
+    resample_every: int = 0
+
+
+@dataclass
+class InterfaceSection:
+    conditions: Union[list, str] = field(
+        default_factory=lambda: ["average_solution", "residual_continuity"])
+    weights: dict = field(default_factory=dict)
+
+
+@dataclass
+class LossSection:
+    residual: float = 1.0
+    boundary: float = 10.0
+    data: float = 10.0
+
+
+@dataclass
+class StageSection:
+    optimizer: str = "adam"
+    steps: int = 1000
+    lr: float = 1e-3
+    schedule: str = "constant"
+    decay_rate: float = 0.5
+    decay_steps: int = 1000
+    history: int = 50
+    max_evals: int = 25
+
+
+@dataclass
+class OutputSection:
+    dir: str = ""
+    log_every: int = 10
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    grid: list = field(default_factory=list)
+    plots: bool = True
+    progress: bool = True
+
+
+@dataclass
+class ParallelSection:
+    backend: str = "mpi4py"
+    threads: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class Config:
+    case: CaseSection = field(default_factory=CaseSection)
+    domain: DomainSection = field(default_factory=DomainSection)
+    decomposition: DecompositionSection = field(default_factory=DecompositionSection)
+    pde: PDESection = field(default_factory=PDESection)
+    network: NetworkSection = field(default_factory=NetworkSection)
+    points: PointsSection = field(default_factory=PointsSection)
+    interface: InterfaceSection = field(default_factory=InterfaceSection)
+    loss: LossSection = field(default_factory=LossSection)
+    stages: list = field(default_factory=lambda: [StageSection()])
+    output: OutputSection = field(default_factory=OutputSection)
+    parallel: ParallelSection = field(default_factory=ParallelSection)
+
+    # -- derived --------------------------------------------------------------------------
+    @property
+    def space_dim(self) -> int:
+        return len(self.domain.lower)
+
+    @property
+    def has_time(self) -> bool:
+        return self.domain.time is not None
+
+    @property
+    def axis_names(self) -> tuple:
+        names = ("x", "y", "z")[: self.space_dim]
+        return names + (("t",) if self.has_time else ())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+REQUIRED = {"domain.lower", "domain.upper", "pde.name", "decomposition.grid"}
+DTYPES = ("float32", "float64")
+OPTIMIZERS = ("adam", "lbfgs")
+SCHEDULES = ("constant", "exponential", "cosine")
+ACTIVATIONS = ("tanh", "sin", "gelu", "silu")
+BACKENDS = ("mpi4py", "torch", "horovod", "auto")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def _allowed(cls) -> list:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _unknown(path: str, key: str, cls) -> ConfigError:
+    allowed = _allowed(cls)
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    did = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"unknown field {path + key!r}{did}; allowed fields in "
+                       f"[{path.rstrip('.') or 'top level'}]: {', '.join(allowed)}")
+
+
+def _coerce(path: str, value: Any, default: Any, hint) -> Any:
+    """Check ``value`` against the type of ``default``/``hint`` (ints widen to float)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        want = "true or false"
+    elif isinstance(default, int) and not isinstance(default, bool):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        want = "a number"
+    elif isinstance(default, str) and "Union" not in str(hint):
+        ok = isinstance(value, str)
+        want = "a string"
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+        want = "a table"
+    elif isinstance(default, list) and "Union" not in str(hint):
+        ok = isinstance(value, list)
+        want = "a list"
+    else:
+        ok, want = True, ""
+    if not ok:
+        raise ConfigError(f"field {path!r} = {value!r} has the wrong type: expected {want}")
+    return value
+
+
+def _build(cls, data: dict, path: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{path.rstrip('.')}] must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    defaults = cls()
+    for key, value in data.items():
+        if key not in hints:
+            raise _unknown(path, key, cls)
+        kwargs[key] = _coerce(path + key, value, getattr(defaults, key), hints[key])
+    return cls(**kwargs)
+
+
+def from_dict(data: dict) -> Config:
+    """Build and validate a :class:`Config` from a parsed TOML table."""
+    data = dict(data)
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for key in data:
+        if key not in sections:
+            raise _unknown("", key, Config)
+    for req in sorted(REQUIRED):
+        sec, key = req.split(".")
+        if key not in data.get(sec, {}):
+            raise ConfigError(f"missing required field {req!r} in the case file")
+    kwargs = {}
+    for name, f in sections.items():
+        if name not in data:
+            continue
+        if name == "stages":
+            stages = data["stages"]
+            if not isinstance(stages, list) or not stages:
+                raise ConfigError("field 'stages' must be a non-empty array of tables "
+                                  "([[stages]] blocks)")
+            kwargs[name] = [_build(StageSection, s, f"stages[{i}].") for i, s in enumerate(stages)]
+        else:
+            kwargs[name] = _build(f.default_factory().__class__, data[name], name + ".")
+    cfg = Config(**kwargs)
+    validate(cfg)
+    return cfg
+
+
+def _choice(path: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"field {path!r} = {value!r} is not allowed; "
+                          f"choose one of: {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that need more than one field; raises :class:`ConfigError`."""
+    d = cfg.domain
+    if not 1 <= len(d.lower) <= 3 or len(d.lower) != len(d.upper):
+        raise ConfigError(f"fields 'domain.lower' and 'domain.upper' must be lists of the same "
+                          f"length 1 to 3 (space dimensions), got {d.lower!r} and {d.upper!r}")
+    for i, (lo, hi) in enumerate(zip(d.lower, d.upper)):
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and hi > lo):
+            raise ConfigError(f"field 'domain.upper[{i}]' = {hi!r} must be a number greater "
+                              f"than 'domain.lower[{i}]' = {lo!r}")
+    if d.time is not None and (len(d.time) != 2 or not d.time[1] > d.time[0]):
+        raise ConfigError(f"field 'domain.time' = {d.time!r} must be [t0, t1] with t1 > t0")
+    for name in d.periodic:
+        if name not in cfg.axis_names[: cfg.space_dim]:
+            raise ConfigError(f"field 'domain.periodic' names {name!r}; allowed space axes: "
+                              f"{', '.join(cfg.axis_names[: cfg.space_dim])}")
+    grid = cfg.decomposition.grid
+    if len(grid) != len(cfg.axis_names):
+        raise ConfigError(f"field 'decomposition.grid' = {grid!r} needs one entry per axis "
+                          f"({', '.join(cfg.axis_names)})")
+    if any(not isinstance(g, int) or isinstance(g, bool) or g < 1 for g in grid):
+        raise ConfigError(f"field 'decomposition.grid' = {grid!r}: every entry must be a "
+                          f"positive integer")
+    _choice("case.dtype", cfg.case.dtype, DTYPES)
+    _choice("network.activation", cfg.network.activation, ACTIVATIONS)
+    _choice("parallel.backend", cfg.parallel.backend, BACKENDS)
+    _choice("parallel.device", cfg.parallel.device, DEVICES)
+    for key in ("width", "depth"):
+        if getattr(cfg.network, key) < 1:
+            raise ConfigError(f"field 'network.{key}' must be >= 1")
+    for key in ("interior", "boundary", "interface"):
+        if getattr(cfg.points, key) < 1:
+            raise ConfigError(f"field 'points.{key}' must be >= 1")
+    for i, st in enumerate(cfg.stages):
+        _choice(f"stages[{i}].optimizer", st.optimizer, OPTIMIZERS)
+        _choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
+        if st.steps < 0:
+            raise ConfigError(f"field 'stages[{i}].steps' must be >= 0")
+    if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
+        raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
+                          f"({', '.join(cfg.axis_names)})")
+    # Names of PDEs and conditions are checked against their registries by the caller
+    # (``ddpinn.problem.build``), which knows what is installed.
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    """Apply ``key.sub=value`` overrides (TOML values; bare words are strings).
+
+    ``stages.1.steps=10`` addresses the second stage.
+    """
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            if isinstance(node, list):
+                try:
+                    node = node[int(p)]
+                except (ValueError, IndexError):
+                    raise ConfigError(f"override {key!r}: no list entry {p!r}") from None
+            else:
+                node = node.setdefault(p, {})
+        last = parts[-1]
+        if isinstance(node, list):
+            raise ConfigError(f"override {key!r} must name a field inside the list entry")
+        node[last] = _parse_value(text.strip())
+    return data
+
+
+def load(path, overrides=None) -> Config:
+    """Read a case file, apply ``--set`` overrides, validate."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read case file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"case file {str(path)!r} is not valid TOML: {exc}") from None
+    data = apply_overrides(data, overrides)
+    if not data.get("output", {}).get("dir"):
+        data.setdefault("output", {})["dir"] = str(Path("runs") / data.get("case", {}).get(
+            "name", path.stem))
+    return from_dict(data)

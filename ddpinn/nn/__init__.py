@@ -1,0 +1,4 @@
+from ddpinn.nn.experts import BatchedMLP
+from ddpinn.nn.derivatives import Fields
+
+__all__ = ["BatchedMLP", "Fields"]

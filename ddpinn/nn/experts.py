@@ -1,0 +1,137 @@
+"""Batched experts: every expert a rank owns, evaluated as one network with stacked weights.
+
+Expert ``e`` maps points of its own subdomain, shape (N, dim), to outputs, shape (N, m).
+The stack evaluates all of them at once: input (E, N, dim) -> output (E, N, m) with
+``torch.baddbmm`` per layer, never a Python loop over experts. Weights are initialised from
+sid-keyed seeds, so an expert is the same whichever rank builds it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS = {"tanh": torch.tanh, "sin": torch.sin,
+               "gelu": nn.functional.gelu, "silu": nn.functional.silu}
+
+
+def expert_generator(seed: int, sid: int, stream: int = 0) -> torch.Generator:
+    """Random stream of one expert: depends on (seed, sid, stream) only."""
+    ss = np.random.SeedSequence([int(seed), 0x5EED, int(sid), int(stream)])
+    return torch.Generator().manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> 1))
+
+
+class BatchedMLP(nn.Module):
+    """Stacked MLP experts with per-subdomain input normalisation.
+
+    Parameters
+    ----------
+    sids : list of int, length E
+        Subdomain ids of the experts, in the order of the batch dimension.
+    lower, upper : array, shape (E, dim)
+        Boxes of the experts' subdomains (inputs are mapped to [-1, 1] per box).
+    out_dim : int
+    width, depth : int
+        Hidden width and number of hidden layers.
+    activation : str
+    periods : list of float or None, length dim
+        Period of each periodic axis (None elsewhere). A periodic axis enters only through
+        ``cos(2 pi k x / L), sin(2 pi k x / L)``, k = 1..harmonics, so experts are exactly
+        periodic there.
+    fourier_features : int
+        Number of random Fourier features (0: none), scale ``fourier_scale``.
+    seed : int
+    dtype : torch.dtype
+    """
+
+    def __init__(self, sids, lower, upper, out_dim, width=32, depth=3, activation="tanh",
+                 periods=None, harmonics=2, fourier_features=0, fourier_scale=1.0, seed=0,
+                 dtype=torch.float64):
+        super().__init__()
+        self.sids = [int(s) for s in sids]
+        lower = torch.as_tensor(np.asarray(lower, float), dtype=dtype)
+        upper = torch.as_tensor(np.asarray(upper, float), dtype=dtype)
+        dim = lower.shape[-1]
+        periods = list(periods) if periods is not None else [None] * dim
+        self.activation = ACTIVATIONS[activation]
+        self.register_buffer("center", ((upper + lower) / 2)[:, None, :])
+        self.register_buffer("half_width", ((upper - lower) / 2)[:, None, :])
+        self.plain_axes = [a for a in range(dim) if periods[a] is None]
+        self.periodic_axes = [a for a in range(dim) if periods[a] is not None]
+        k = torch.arange(1, harmonics + 1, dtype=dtype)
+        self.register_buffer("periodic_freq", torch.stack(
+            [2 * math.pi * k / periods[a] for a in self.periodic_axes])
+            if self.periodic_axes else torch.zeros(0, harmonics, dtype=dtype))
+        enc_dim = len(self.plain_axes) + 2 * harmonics * len(self.periodic_axes)
+        self.n_fourier = int(fourier_features)
+        if self.n_fourier:
+            b = torch.stack([torch.randn(enc_dim, self.n_fourier, dtype=torch.float64,
+                                         generator=expert_generator(seed, s, 1))
+                             for s in self.sids]) * fourier_scale
+            self.register_buffer("fourier_b", b.to(dtype))
+            enc_dim += 2 * self.n_fourier
+        sizes = [enc_dim] + [width] * depth + [out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        per_expert = [self._init_expert(seed, s, sizes) for s in self.sids]
+        for layer in range(len(sizes) - 1):
+            self.weights.append(nn.Parameter(
+                torch.stack([p[layer][0] for p in per_expert]).to(dtype)))
+            self.biases.append(nn.Parameter(
+                torch.stack([p[layer][1] for p in per_expert]).to(dtype)))
+
+    @staticmethod
+    def _init_expert(seed, sid, sizes):
+        """Xavier-normal weights, zero biases, drawn in float64 from the sid's stream."""
+        g = expert_generator(seed, sid)
+        out = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            std = math.sqrt(2.0 / (fan_in + fan_out))
+            out.append((torch.randn(fan_in, fan_out, dtype=torch.float64, generator=g) * std,
+                        torch.zeros(1, fan_out, dtype=torch.float64)))
+        return out
+
+    @property
+    def n_experts(self) -> int:
+        return len(self.sids)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Input features; x: (E, N, dim) -> (E, N, enc_dim)."""
+        parts = []
+        if self.plain_axes:
+            z = (x - self.center) / self.half_width
+            parts.append(z[..., self.plain_axes])
+        if self.periodic_axes:
+            # (E, N, P, 1) * (P, H) -> (E, N, P, H)
+            phase = x[..., self.periodic_axes, None] * self.periodic_freq
+            parts += [torch.cos(phase).flatten(-2), torch.sin(phase).flatten(-2)]
+        z = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        if self.n_fourier:
+            proj = torch.bmm(z, self.fourier_b)
+            z = torch.cat([z, torch.sin(proj), torch.cos(proj)], dim=-1)
+        return z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (E, N, dim) -> outputs (E, N, out_dim)."""
+        h = self.encode(x)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = self.activation(h)
+        return h
+
+    # -- per-subdomain state (checkpoints keyed by sid) -----------------------------------
+    def expert_state(self) -> dict:
+        """{sid: {name: tensor}} with each expert's own slice of every parameter."""
+        named = dict(self.named_parameters())
+        return {sid: {n: p[e].detach().clone() for n, p in named.items()}
+                for e, sid in enumerate(self.sids)}
+
+    def load_expert_state(self, states: dict) -> None:
+        """Inverse of :meth:`expert_state`; ``states`` must hold every local sid."""
+        with torch.no_grad():
+            for n, p in self.named_parameters():
+                p.copy_(torch.stack([states[sid][n] for sid in self.sids]).to(p.dtype))

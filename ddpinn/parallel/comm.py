@@ -1,0 +1,142 @@
+"""Communicator wrapper: one object owns the MPI communicator.
+
+Everything outside :mod:`ddpinn.parallel` receives a :class:`Comm` (or :class:`SerialComm`)
+as an argument; nothing creates ``COMM_WORLD`` at import time.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+
+class SerialComm:
+    """A one-process stand-in with the same interface as :class:`Comm`."""
+
+    rank = 0
+    size = 1
+    local_rank = 0
+    local_size = 1
+
+    def allreduce(self, value, op: str = "sum"):
+        return value
+
+    def allreduce_tensor_(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def bcast(self, obj, root: int = 0):
+        return obj
+
+    def gather(self, obj, root: int = 0):
+        return [obj]
+
+    def allgather(self, obj):
+        return [obj]
+
+    def barrier(self) -> None:
+        pass
+
+    def post_exchange(self, sends: dict, recv_shapes: dict, dtype, tag: int = 7):
+        """Point-to-point exchange; with one process there is nobody to talk to."""
+        if sends or recv_shapes:
+            raise RuntimeError("SerialComm cannot exchange with other ranks")
+        return None
+
+    def wait_exchange(self, handle) -> dict:
+        return {}
+
+    def abort(self, code: int = 1) -> None:
+        os._exit(code)
+
+
+class Comm(SerialComm):
+    """Wraps an ``mpi4py`` communicator.
+
+    Parameters
+    ----------
+    mpi_comm : mpi4py.MPI.Comm
+    """
+
+    def __init__(self, mpi_comm):
+        from mpi4py import MPI
+
+        self._MPI = MPI
+        self.mpi = mpi_comm
+        self.rank = mpi_comm.Get_rank()
+        self.size = mpi_comm.Get_size()
+        # Node-local rank chooses the GPU and the CPU thread count.
+        self.node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank = self.node.Get_rank()
+        self.local_size = self.node.Get_size()
+
+    _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
+
+    def allreduce(self, value, op: str = "sum"):
+        """Collective. Reduce a Python scalar or numpy array across all ranks."""
+        mpi_op = getattr(self._MPI, self._OPS[op])
+        if isinstance(value, np.ndarray):
+            out = np.empty_like(value)
+            self.mpi.Allreduce(np.ascontiguousarray(value), out, op=mpi_op)
+            return out
+        return self.mpi.allreduce(value, op=mpi_op)
+
+    def allreduce_tensor_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Collective. In-place sum of a tensor across ranks (via host memory)."""
+        host = tensor.detach().to("cpu").contiguous()
+        self.mpi.Allreduce(self._MPI.IN_PLACE, host.numpy(), op=self._MPI.SUM)
+        if host.data_ptr() != tensor.data_ptr():
+            tensor.copy_(host)
+        return tensor
+
+    def bcast(self, obj, root: int = 0):
+        return self.mpi.bcast(obj, root=root)
+
+    def gather(self, obj, root: int = 0):
+        return self.mpi.gather(obj, root=root)
+
+    def allgather(self, obj):
+        return self.mpi.allgather(obj)
+
+    def barrier(self) -> None:
+        self.mpi.Barrier()
+
+    def post_exchange(self, sends: dict, recv_shapes: dict, dtype: torch.dtype, tag: int = 7):
+        """Post non-blocking sends and receives to neighbour ranks.
+
+        Parameters
+        ----------
+        sends : dict rank -> Tensor (1D, on CPU)
+        recv_shapes : dict rank -> int, number of elements to receive from each rank
+
+        Returns
+        -------
+        handle : object to pass to :meth:`wait_exchange`
+        """
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        recv = {r: np.empty(n, dtype=np_dtype) for r, n in recv_shapes.items()}
+        reqs = [self.mpi.Irecv(buf, source=r, tag=tag) for r, buf in recv.items()]
+        keep = {}
+        for r, t in sends.items():
+            keep[r] = t.detach().to("cpu").contiguous().numpy()
+            reqs.append(self.mpi.Isend(keep[r], dest=r, tag=tag))
+        return reqs, recv, keep
+
+    def wait_exchange(self, handle) -> dict:
+        """Complete a posted exchange; returns dict rank -> Tensor (1D, CPU)."""
+        reqs, recv, _ = handle
+        self._MPI.Request.Waitall(reqs)
+        return {r: torch.from_numpy(buf) for r, buf in recv.items()}
+
+    def abort(self, code: int = 1) -> None:
+        self.mpi.Abort(code)
+
+
+def world():
+    """The job's world communicator, or a :class:`SerialComm` when not launched under MPI
+    and mpi4py is missing."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return SerialComm()
+    return Comm(MPI.COMM_WORLD)

@@ -1,0 +1,128 @@
+"""PDE families: the interface every family implements, and the registry.
+
+A PDE knows its outputs, its residual in terms of :class:`~ddpinn.nn.Fields`, its boundary
+and initial data, and its exact solution where one exists. Parameters are plain numbers,
+except the unknowns of an inverse problem, which arrive as shared scalar tensors.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+PDES = {}
+
+
+def register_pde(name: str):
+    """Class decorator: make a PDE family available to case files as ``pde.name = name``."""
+    def deco(cls):
+        cls.name = name
+        PDES[name] = cls
+        return cls
+    return deco
+
+
+class PDE:
+    """Base class of a PDE family.
+
+    Subclasses set ``outputs``, ``space_dims``, ``time_dependent``, ``defaults`` and
+    implement :meth:`residual`; families with a closed-form solution implement
+    :meth:`exact`.
+
+    Parameters
+    ----------
+    space_dim : int
+    params : dict
+        Overrides of ``defaults``; unknown keys are an error.
+    """
+
+    name = ""
+    outputs = ("u",)
+    space_dims = (1, 2, 3)
+    time_dependent = False
+    defaults: dict = {}
+    # Default domain (lower, upper, time interval or None) shown in docs and used by tests.
+    domain = None
+    # Reference data file (in the data directory) for families without a closed form.
+    reference = None
+    # Outputs known only up to a constant (pressure): compared after removing the mean.
+    gauge_outputs: tuple = ()
+    # Groups of outputs also reported together, e.g. {"velocity": ("u", "v")}.
+    error_groups: dict = {}
+
+    def __init__(self, space_dim: int, params: dict | None = None):
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(self.defaults) or "none"
+            raise ValueError(f"field 'pde.params.{unknown[0]}' is not a parameter of PDE "
+                             f"{self.name!r}; allowed: {allowed}")
+        if space_dim not in self.space_dims:
+            raise ValueError(f"PDE {self.name!r} is defined in {self.space_dims} space "
+                             f"dimensions, but the domain has {space_dim}")
+        self.space_dim = space_dim
+        self.params = {**self.defaults, **params}
+
+    @property
+    def n_out(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def axes(self) -> tuple:
+        return ("x", "y", "z")[: self.space_dim] + (("t",) if self.time_dependent else ())
+
+    @property
+    def has_exact(self) -> bool:
+        return type(self).exact is not PDE.exact
+
+    def residual(self, f, p: dict) -> torch.Tensor:
+        """PDE residual at the points of ``f``: (E, N, n_equations).
+
+        ``p`` maps parameter names to numbers, or to scalar tensors for inverse unknowns.
+        """
+        raise NotImplementedError
+
+    def exact(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        """Exact solution, x: (..., d) -> (..., n_out), written with torch ops so that
+        tests can differentiate it."""
+        raise NotImplementedError(f"PDE {self.name!r} has no exact solution")
+
+    def boundary_data(self, x: torch.Tensor, axis: int, side: int, p: dict):
+        """Dirichlet data on one face of the global domain (the initial face along t).
+
+        Returns
+        -------
+        target : Tensor, shape (n, n_out)
+        mask : list of bool, length n_out -- which outputs are constrained on this face
+        """
+        return self.exact(x, p), [True] * self.n_out
+
+    def flux(self, f, p: dict) -> torch.Tensor:
+        """Flux vector of each output, (E, N, n_out, d), used by flux continuity.
+
+        Default: the diffusive flux ``grad u`` in space and ``u`` itself along time.
+        """
+        cols = []
+        for a, name in enumerate(self.axes):
+            cols.append(torch.stack([f.value(k) if name == "t" else f.d(k, a)
+                                     for k in range(self.n_out)], dim=-1))
+        return torch.stack(cols, dim=-1)
+
+
+def get_pde_class(name: str):
+    """Look ``name`` up in the registry, or import ``"package.module:ClassName"``."""
+    import ddpinn.pdes  # noqa: F401  (fills the registry)
+
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"field 'pde.name' = {name!r} cannot be imported: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, PDE)):
+            raise ValueError(f"field 'pde.name' = {name!r} is not a ddpinn.pdes.PDE subclass")
+        return cls
+    if name not in PDES:
+        raise ValueError(f"field 'pde.name' = {name!r} is not a known PDE; choose one of: "
+                         f"{', '.join(sorted(PDES))}, or 'package.module:ClassName'")
+    return PDES[name]

@@ -1,0 +1,69 @@
+"""Problem set-up from a validated config: the PDE, the domain and its decomposition.
+
+Rank-independent and free of MPI; the solver takes what is built here plus a communicator.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ddpinn.decomposition import Decomposition, decompose
+from ddpinn.geometry import Box
+from ddpinn.interface.conditions import DEFAULT_CONDITIONS, get_condition
+from ddpinn.io.config import Config, ConfigError
+from ddpinn.pdes import PDE, get_pde_class
+
+
+@dataclass
+class Problem:
+    """What is solved: the PDE, the domain, its decomposition and the interface conditions."""
+
+    cfg: Config
+    pde: PDE
+    box: Box
+    decomposition: Decomposition
+    time_axis: int | None
+    conditions: list
+    condition_weights: dict
+
+
+def build_problem(cfg: Config) -> Problem:
+    """Build the :class:`Problem` of a case; raise :class:`ConfigError` on bad names."""
+    try:
+        cls = get_pde_class(cfg.pde.name)
+        pde = cls(cfg.space_dim, cfg.pde.params)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if pde.time_dependent != cfg.has_time:
+        need = "needs" if pde.time_dependent else "has no"
+        raise ConfigError(f"PDE {pde.name!r} {need} a time axis: "
+                          f"{'set' if pde.time_dependent else 'remove'} field 'domain.time'")
+    for name in cfg.pde.inverse:
+        if name not in pde.params:
+            raise ConfigError(f"field 'pde.inverse.{name}' is not a parameter of PDE "
+                              f"{pde.name!r}; allowed: {', '.join(pde.params)}")
+    if (cfg.pde.inverse or cfg.points.data) and not pde.has_exact:
+        raise ConfigError(f"PDE {pde.name!r} has no exact solution to draw data from: "
+                          f"'points.data' and 'pde.inverse' need one")
+    lower = list(cfg.domain.lower) + ([cfg.domain.time[0]] if cfg.has_time else [])
+    upper = list(cfg.domain.upper) + ([cfg.domain.time[1]] if cfg.has_time else [])
+    box = Box(tuple(map(float, lower)), tuple(map(float, upper)), cfg.axis_names)
+    periodic = [n in cfg.domain.periodic for n in cfg.axis_names]
+    time_axis = cfg.axis_names.index("t") if cfg.has_time else None
+    decomposition = decompose(box, cfg.decomposition.grid, periodic, time_axis)
+
+    conditions = cfg.interface.conditions
+    if isinstance(conditions, str):
+        raise ConfigError(f"field 'interface.conditions' = {conditions!r}: give a list of "
+                          f"condition names")
+    conditions = list(conditions) or list(DEFAULT_CONDITIONS)
+    for c in conditions:
+        try:
+            get_condition(c)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    for c in cfg.interface.weights:
+        if c not in conditions:
+            raise ConfigError(f"field 'interface.weights.{c}' weights a condition that is "
+                              f"not active; active: {', '.join(conditions)}")
+    return Problem(cfg, pde, box, decomposition, time_axis, conditions,
+                   dict(cfg.interface.weights))

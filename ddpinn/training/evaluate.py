@@ -1,0 +1,82 @@
+"""Errors against the exact solution or reference data on a test grid."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ddpinn.geometry import grid_points
+from ddpinn.io import reference as reference_data
+
+DEFAULT_POINTS = {1: 201, 2: 101, 3: 33, 4: 17}
+
+
+@dataclass
+class TestGrid:
+    """Evaluation grid and what the solution should be there.
+
+    axes : list of ndarray (one per axis); points : (P, d);
+    truth : (P, n_out) or None; source : "exact", a reference file, or "none"
+    """
+
+    axes: list
+    points: np.ndarray
+    truth: np.ndarray | None
+    source: str
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(len(a) for a in self.axes)
+
+
+def make_test_grid(problem, shape=None) -> TestGrid:
+    """The reference's own grid where the PDE uses reference data, else a uniform grid
+    (``shape`` or a default by dimension) with the exact solution where there is one."""
+    pde, box = problem.pde, problem.box
+    if pde.reference:
+        ref = reference_data.load(pde.reference)
+        if ref is not None:
+            mesh = np.meshgrid(*ref.axes, indexing="ij")
+            pts = np.stack([m.ravel() for m in mesh], axis=-1)
+            return TestGrid(ref.axes, pts, ref.values.reshape(len(pts), -1), ref.source)
+    shape = shape or [DEFAULT_POINTS[box.dim]] * box.dim
+    axes, pts = grid_points(box, shape)
+    truth = None
+    if pde.has_exact:
+        truth = pde.exact(torch.as_tensor(pts), pde.params).numpy()
+        return TestGrid(axes, pts, truth, "exact")
+    return TestGrid(axes, pts, None, "none")
+
+
+def relative_errors(pde, pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Relative L2 error per output and per error group: {"l2_u": ..., ...}.
+
+    Gauge outputs (pressure known up to a constant) are compared after removing means.
+    """
+    pred, truth = pred.copy(), truth.copy()
+    for name in pde.gauge_outputs:
+        k = pde.outputs.index(name)
+        pred[:, k] -= pred[:, k].mean()
+        truth[:, k] -= truth[:, k].mean()
+    out = {}
+    for k, name in enumerate(pde.outputs):
+        out[f"l2_{name}"] = float(np.linalg.norm(pred[:, k] - truth[:, k])
+                                  / max(np.linalg.norm(truth[:, k]), 1e-300))
+    for group, names in pde.error_groups.items():
+        ks = [pde.outputs.index(n) for n in names]
+        out[f"l2_{group}"] = float(np.linalg.norm(pred[:, ks] - truth[:, ks])
+                                   / max(np.linalg.norm(truth[:, ks]), 1e-300))
+    return out
+
+
+def evaluate(solver, grid: TestGrid):
+    """Collective. Prediction on the grid and its errors.
+
+    Returns (pred (P, n_out), errors dict) on rank 0 and (None, {}) elsewhere.
+    """
+    pred = solver.predict(grid.points)
+    if pred is None:
+        return None, {}
+    errors = relative_errors(solver.pde, pred, grid.truth) if grid.truth is not None else {}
+    return pred, errors

@@ -1,0 +1,165 @@
+"""The solver of one rank: its experts, shared parameters, points and interface plan.
+
+One :class:`Solver` per rank owns everything that rank computes with; the communicator is
+given to it (never created here).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ddpinn.decomposition import owned_sids, partition
+from ddpinn.interface import exchange
+from ddpinn.interface.conditions import needed_quantities
+from ddpinn.nn import BatchedMLP, Fields
+from ddpinn.parallel.backends import make_backend
+from ddpinn.training.loss import local_loss
+from ddpinn.training.points import build_points
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class Solver:
+    """Local experts of ``comm.rank`` for a :class:`~ddpinn.problem.Problem`.
+
+    Parameters
+    ----------
+    problem : Problem
+    comm : Comm or SerialComm
+    device : torch.device
+    """
+
+    def __init__(self, problem, comm, device=torch.device("cpu")):
+        cfg = problem.cfg
+        self.problem, self.cfg, self.comm, self.device = problem, cfg, comm, device
+        self.pde = problem.pde
+        self.decomposition = problem.decomposition
+        self.dtype = DTYPES[cfg.case.dtype]
+        self.owner = partition(self.decomposition.grid, comm.size)
+        self.sids = owned_sids(self.owner, comm.rank)
+        boxes = [self.decomposition.subdomains[s].box for s in self.sids]
+        box = self.decomposition.box
+        periods = [box.width[a] if self.decomposition.periodic[a] else None
+                   for a in range(box.dim)]
+        net = cfg.network
+        self.model = BatchedMLP(
+            self.sids, [b.lower for b in boxes], [b.upper for b in boxes], self.pde.n_out,
+            width=net.width, depth=net.depth, activation=net.activation, periods=periods,
+            harmonics=net.periodic_harmonics, fourier_features=net.fourier_features,
+            fourier_scale=net.fourier_scale, seed=cfg.case.seed, dtype=self.dtype).to(device)
+        # Unknown coefficients of inverse problems: replicated on every rank.
+        self.shared = nn.ParameterDict({
+            n: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=device))
+            for n, v in sorted(cfg.pde.inverse.items())})
+        self.params = {**self.pde.params, **dict(self.shared)}
+        self.backend = make_backend(cfg.parallel.backend, comm)
+        self.conditions = problem.conditions
+        self.quantities = needed_quantities(self.conditions)
+        self.epoch = -1
+        self.resample(0)
+
+    # -- points --------------------------------------------------------------------------
+    def resample(self, epoch: int) -> None:
+        """Draw the points of ``epoch`` (no-op when already drawn)."""
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        self.batch = build_points(self.decomposition, self.sids, self.pde, self.cfg.points,
+                                  self.cfg.case.seed, self.pde.params, self.problem.time_axis,
+                                  epoch, self.dtype, self.device)
+        self.plan = exchange.InterfacePlan(self.batch.sides, self.sids, self.owner,
+                                           self.comm.rank, self.batch.n_interface,
+                                           self.batch.x.shape[1], self.device)
+
+    # -- loss ----------------------------------------------------------------------------
+    def parameters(self):
+        return list(self.model.parameters()) + list(self.shared.parameters())
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def closure(self):
+        """Collective. Global loss, gradients of local experts and summed shared gradients.
+
+        Returns
+        -------
+        loss : float, the global loss (sum over all experts)
+        metrics : dict name -> float, global sums
+        """
+        self.zero_grad()
+        terms = local_loss(self.model, self.pde, self.params, self.batch, self.plan, self.comm,
+                           self.conditions, self.problem.condition_weights, self.cfg.loss,
+                           self.quantities)
+        terms.total.backward()
+        if len(self.shared):
+            # One fused allreduce for all shared gradients.
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p)
+                     for p in self.shared.values()]
+            flat = torch.stack([g.reshape(()) for g in grads])
+            self.backend.allreduce_sum_(flat)
+            for p, g in zip(self.shared.values(), flat):
+                p.grad = g.clone()
+        keys = sorted(terms.metrics)
+        totals = self.comm.allreduce(np.array([terms.metrics[k] for k in keys]))
+        metrics = dict(zip(keys, (float(v) for v in totals)))
+        for kind in ("space", "time"):
+            n = metrics.pop(f"sides_{kind}")
+            metrics[f"mismatch_{kind}"] = metrics[f"mismatch_{kind}"] / n if n else 0.0
+        for n, p in self.shared.items():
+            metrics[f"param_{n}"] = float(p.detach())
+        return metrics["loss"], metrics
+
+    # -- evaluation ----------------------------------------------------------------------
+    def locate(self, points: np.ndarray) -> np.ndarray:
+        """Subdomain id of each point: (P, d) -> (P,)."""
+        box, grid = self.decomposition.box, np.asarray(self.decomposition.grid)
+        frac = (points - np.asarray(box.lower)) / box.width
+        idx = np.clip(np.floor(frac * grid).astype(int), 0, grid - 1)
+        return np.ravel_multi_index(tuple(idx.T), tuple(grid))
+
+    def predict(self, points: np.ndarray, chunk: int = 8192) -> np.ndarray | None:
+        """Collective. Evaluate the experts at global points (P, d).
+
+        Each rank evaluates the points inside its own subdomains; rank 0 receives the
+        assembled (P, n_out) array, other ranks get None.
+        """
+        sid_of = self.locate(points)
+        local = {s: e for e, s in enumerate(self.sids)}
+        mine = np.flatnonzero(np.isin(sid_of, self.sids))
+        out = np.empty((len(mine), self.pde.n_out))
+        if len(mine):
+            e_idx = np.array([local[s] for s in sid_of[mine]])
+            counts = np.bincount(e_idx, minlength=len(self.sids))
+            width = max(1, int(counts.max()))
+            order = np.argsort(e_idx, kind="stable")
+            # Padded batch (E, width, d): each expert evaluates only its own points.
+            x = np.repeat(points[mine[order][:1]], len(self.sids) * width, 0).reshape(
+                len(self.sids), width, -1)
+            slot = np.concatenate([np.arange(c) for c in counts])
+            x[e_idx[order], slot] = points[mine[order]]
+            with torch.no_grad():
+                vals = []
+                for i in range(0, width, chunk):
+                    xb = torch.as_tensor(x[:, i:i + chunk], dtype=self.dtype, device=self.device)
+                    vals.append(self.model(xb).double().cpu().numpy())
+                vals = np.concatenate(vals, axis=1)
+            out[order] = vals[e_idx[order], slot]
+        parts = self.comm.gather((mine, out))
+        if self.comm.rank != 0:
+            return None
+        result = np.empty((len(points), self.pde.n_out))
+        for idx, vals in parts:
+            result[idx] = vals
+        return result
+
+    def residual_norm(self) -> float:
+        """Collective. Root-mean-square PDE residual at the interior training points."""
+        x = self.batch.x.detach().requires_grad_(True)
+        fields = Fields(x, self.model(x), self.pde.axes, self.pde.outputs, create_graph=False)
+        r = self.pde.residual(fields, self.params).detach()
+        local = float((r.pow(2).sum(-1) * self.batch.res_w).sum())
+        return math.sqrt(self.comm.allreduce(local) / self.decomposition.n_subdomains)

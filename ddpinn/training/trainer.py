@@ -1,0 +1,213 @@
+"""Training in stages (Adam, then L-BFGS), with metrics, evaluation and checkpoints."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+
+from ddpinn.io import checkpoint
+from ddpinn.io.metrics import MetricsWriter
+from ddpinn.parallel.errors import DDPINNError
+from ddpinn.training.evaluate import evaluate
+from ddpinn.training.lbfgs import DistributedLBFGS
+
+log = logging.getLogger("ddpinn")
+
+
+def lr_factor(stage, step: int) -> float:
+    """Learning-rate multiplier of ``stage`` after ``step`` of its steps."""
+    if stage.schedule == "exponential":
+        return stage.decay_rate ** (step / stage.decay_steps)
+    if stage.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(step, stage.steps) / max(stage.steps, 1)))
+    return 1.0
+
+
+class Trainer:
+    """Runs the stages of a case on one rank's :class:`~ddpinn.training.solver.Solver`.
+
+    Parameters
+    ----------
+    solver : Solver
+    run_dir : Path, where metrics and checkpoints go (rank 0 writes)
+    test_grid : TestGrid or None, for errors every ``output.eval_every`` steps
+    """
+
+    def __init__(self, solver, run_dir, test_grid=None):
+        self.solver, self.cfg, self.comm = solver, solver.cfg, solver.comm
+        self.run_dir = run_dir
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.test_grid = test_grid
+        self.global_step = 0  # optimizer steps completed, over all stages
+        self.stage_index = 0
+        self.stage_step = 0
+        self.optimizer = None
+        self.metrics = MetricsWriter(run_dir / "metrics.jsonl", self.comm)
+        self.last_errors = {}
+
+    # -- optimizers ----------------------------------------------------------------------
+    def _make_optimizer(self, stage):
+        s = self.solver
+        if stage.optimizer == "adam":
+            return torch.optim.Adam(s.parameters(), lr=stage.lr)
+        return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()), s.comm,
+                                lr=stage.lr, history=stage.history, max_evals=stage.max_evals)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _named_model(self):
+        return dict(self.solver.model.named_parameters())
+
+    def state(self):
+        """(experts, shared, scalars) for :func:`checkpoint.save`."""
+        s, opt = self.solver, self.optimizer
+        dist = {f"param/{n}": p for n, p in self._named_model().items()}
+        shared = {f"param/{n}": p for n, p in s.shared.items()}
+        scalars = {}
+        if isinstance(opt, torch.optim.Adam):
+            for group, named in ((dist, self._named_model()), (shared, dict(s.shared))):
+                for n, p in named.items():
+                    st = opt.state.get(p)
+                    if st:
+                        group[f"adam/exp_avg/{n}"] = st["exp_avg"]
+                        group[f"adam/exp_avg_sq/{n}"] = st["exp_avg_sq"]
+                        shared["adam/step"] = st["step"].detach().clone()
+        elif isinstance(opt, DistributedLBFGS):
+            names = list(self._named_model()) + list(s.shared)
+            nd = len(self._named_model())
+            for i, (sv, yv) in enumerate(zip(opt.s, opt.y)):
+                for j, n in enumerate(names):
+                    target = dist if j < nd else shared
+                    target[f"lbfgs/s/{i}/{n}"] = sv[j]
+                    target[f"lbfgs/y/{i}/{n}"] = yv[j]
+            scalars.update(lbfgs_rho=list(opt.rho), lbfgs_n_iter=opt.n_iter,
+                           lbfgs_len=len(opt.s))
+        experts = checkpoint.split_by_sid(dist, s.sids)
+        scalars.update(global_step=self.global_step, stage_index=self.stage_index,
+                       stage_step=self.stage_step, epoch=s.epoch)
+        return experts, shared, scalars
+
+    def save_checkpoint(self):
+        """Collective."""
+        t0 = time.perf_counter()
+        experts, shared, scalars = self.state()
+        meta = {"case": self.cfg.case.name, "grid": list(self.solver.decomposition.grid),
+                "n_subdomains": self.solver.decomposition.n_subdomains,
+                "pde": self.cfg.pde.name, "ranks": self.comm.size}
+        path = checkpoint.checkpoint_path(self.ckpt_dir, self.global_step)
+        checkpoint.save(path, self.comm, experts, shared, scalars, meta,
+                        keep=self.cfg.output.keep_checkpoints)
+        log.info("checkpoint %s (%.2f s)", path.name, time.perf_counter() - t0)
+
+    def restore(self, state: dict):
+        """Load a checkpoint written on any rank count (state from :func:`checkpoint.load`)."""
+        s = self.solver
+        meta, sc = state["meta"], state["scalars"]
+        if meta["n_subdomains"] != s.decomposition.n_subdomains or \
+                list(meta["grid"]) != list(s.decomposition.grid):
+            raise DDPINNError(f"checkpoint has grid {meta['grid']} but the case has "
+                              f"{list(s.decomposition.grid)}: it belongs to another decomposition")
+        per_sid = {int(k): v for k, v in state["experts"].items()}
+        shared = state["shared"]
+        model_names = list(self._named_model())
+        stacked = checkpoint.stack_sids(per_sid, s.sids, list(per_sid[s.sids[0]]))
+        with torch.no_grad():
+            for n, p in self._named_model().items():
+                p.copy_(stacked[f"param/{n}"])
+            for n, p in s.shared.items():
+                p.copy_(shared[f"param/{n}"])
+        self.global_step, self.stage_index = sc["global_step"], sc["stage_index"]
+        self.stage_step = sc["stage_step"]
+        s.resample(sc["epoch"])
+        if self.stage_index >= len(self.cfg.stages):
+            return
+        stage = self.cfg.stages[self.stage_index]
+        self.optimizer = self._make_optimizer(stage)
+        opt = self.optimizer
+        if isinstance(opt, torch.optim.Adam) and "adam/step" in shared:
+            for group, named in ((stacked, self._named_model()), (shared, dict(s.shared))):
+                for n, p in named.items():
+                    if f"adam/exp_avg/{n}" in group:
+                        opt.state[p] = {"step": shared["adam/step"].clone(),
+                                        "exp_avg": group[f"adam/exp_avg/{n}"].to(p).clone(),
+                                        "exp_avg_sq": group[f"adam/exp_avg_sq/{n}"].to(p).clone()}
+        elif isinstance(opt, DistributedLBFGS) and "lbfgs_len" in sc:
+            names = model_names + list(s.shared)
+            nd = len(model_names)
+
+            def vec(kind, i):
+                return [(stacked if j < nd else shared)[f"lbfgs/{kind}/{i}/{n}"].clone()
+                        for j, n in enumerate(names)]
+
+            opt.load_state({"s": [vec("s", i) for i in range(sc["lbfgs_len"])],
+                            "y": [vec("y", i) for i in range(sc["lbfgs_len"])],
+                            "rho": sc["lbfgs_rho"], "n_iter": sc["lbfgs_n_iter"]})
+        self.metrics.truncate(self.global_step)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _maybe_resample(self):
+        every = self.cfg.points.resample_every
+        if every > 0:
+            self.solver.resample(self.global_step // every)
+
+    def _record(self, stage, loss, metrics, t_start, total_steps, done_at_start):
+        if not math.isfinite(loss):
+            raise DDPINNError(f"the loss became {loss} at step {self.global_step} (stage "
+                              f"{self.stage_index}, {stage.optimizer}); lower the learning "
+                              f"rate or restart from the last checkpoint in {self.ckpt_dir}")
+        out = self.cfg.output
+        row = {"step": self.global_step, "stage": self.stage_index, **metrics}
+        if out.eval_every and self.test_grid is not None and self.test_grid.truth is not None \
+                and self.global_step % out.eval_every == 0:
+            _, self.last_errors = evaluate(self.solver, self.test_grid)
+            row.update(self.last_errors)
+        self.metrics.write(row)
+        if self.comm.rank == 0 and out.log_every and self.global_step % out.log_every == 0:
+            done = self.global_step - done_at_start + 1
+            rate = (time.perf_counter() - t_start) / done
+            eta = rate * (total_steps - self.global_step - 1)
+            errs = " ".join(f"{k} {v:.3e}" for k, v in self.last_errors.items())
+            log.info("step %d/%d [%s] loss %.4e res %.3e bc %.3e mismatch %.2e %s eta %s",
+                     self.global_step, total_steps, stage.optimizer, loss,
+                     metrics["residual"], metrics["boundary"],
+                     metrics["mismatch_space"] + metrics["mismatch_time"], errs,
+                     time.strftime("%H:%M:%S", time.gmtime(max(eta, 0))))
+
+    def train(self):
+        """Collective. Run all remaining stages."""
+        stages = self.cfg.stages
+        total = sum(st.steps for st in stages)
+        every = self.cfg.output.checkpoint_every
+        t_start, done_at_start = time.perf_counter(), self.global_step
+        while self.stage_index < len(stages):
+            stage = stages[self.stage_index]
+            if self.optimizer is None:
+                self.optimizer = self._make_optimizer(stage)
+            opt = self.optimizer
+            while self.stage_step < stage.steps:
+                self._maybe_resample()
+                if isinstance(opt, torch.optim.Adam):
+                    for g in opt.param_groups:
+                        g["lr"] = stage.lr * lr_factor(stage, self.stage_step)
+                    loss, metrics = self.solver.closure()
+                    self._record(stage, loss, metrics, t_start, total, done_at_start)
+                    opt.step()
+                else:
+                    box = {}
+
+                    def closure():
+                        box["loss"], box["metrics"] = self.solver.closure()
+                        return box["loss"]
+
+                    opt.step(closure)
+                    self._record(stage, box["loss"], box["metrics"], t_start, total,
+                                 done_at_start)
+                self.global_step += 1
+                self.stage_step += 1
+                if every and self.global_step % every == 0:
+                    self.save_checkpoint()
+            self.stage_index += 1
+            self.stage_step = 0
+            self.optimizer = None
+        return self.last_errors
