@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import ListedColormap, Normalize, TwoSlopeNorm
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
@@ -213,7 +213,9 @@ def _pcolormesh(fig: Figure, ax, names: List[str], coords: List[np.ndarray],
     finite = data.compressed()
     if error and finite.size and finite.min() < 0 < finite.max():
         # Signed errors: a diverging map centred on zero shows over- and undershoot.
-        cmap, norm = "RdBu_r", TwoSlopeNorm(0.0, finite.min(), finite.max())
+        # Symmetric limits so equal colours mean equal magnitudes on both sides.
+        extent = float(np.abs(finite).max())
+        cmap, norm = "RdBu_r", Normalize(-extent, extent)
     elif error:
         cmap = "magma"
     # data is (n_first, n_second); pcolormesh wants rows along the vertical axis.
@@ -282,11 +284,12 @@ def plot_decomposition(path: PathLike, out_dir: PathLike) -> List[Path]:
     colour = _rank_colours(n_ranks)
     fig = _new_figure(7.0, 5.5)
     ax = fig.add_subplot()
+    mixed = False
     if dec["lower"].shape[1] == 1:
         _draw_intervals(ax, dec, colour)
     else:
-        _draw_boxes(ax, dec, colour)
-    _rank_key(fig, ax, colour, n_ranks)
+        mixed = _draw_boxes(ax, dec, colour)
+    _rank_key(fig, ax, colour, n_ranks, mixed)
     ax.set_title(_decomposition_title(dec, n_ranks))
     return [_save(fig, Path(out_dir) / "decomposition.png")]
 
@@ -314,11 +317,14 @@ def _draw_intervals(ax, dec: dict, colour: ListedColormap) -> None:
     ax.set_xlabel(dec["axis_names"][0])
 
 
-def _draw_boxes(ax, dec: dict, colour: ListedColormap) -> None:
+def _draw_boxes(ax, dec: dict, colour: ListedColormap) -> bool:
+    """Draw the (projected) boxes; True if some projection hides several owners."""
+    mixed = False
     columns = _projected_boxes(dec["lower"], dec["upper"])
     label = len(dec["owner"]) <= MAX_LABELLED_SUBDOMAINS
     for (x0, y0, x1, y1), sids in columns.items():
         ranks = {int(dec["owner"][s]) for s in sids}
+        mixed |= len(ranks) > 1
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, alpha=0.7, edgecolor="black",
                                facecolor=colour(int(dec["owner"][sids[0]])),
                                hatch="//" if len(ranks) > 1 else None))
@@ -329,6 +335,7 @@ def _draw_boxes(ax, dec: dict, colour: ListedColormap) -> None:
     ax.set_ylim(dec["lower"][:, 1].min(), dec["upper"][:, 1].max())
     ax.set_xlabel(dec["axis_names"][0])
     ax.set_ylabel(dec["axis_names"][1])
+    return mixed
 
 
 def _projected_boxes(lower: np.ndarray, upper: np.ndarray) -> Dict[tuple, List[int]]:
@@ -342,16 +349,23 @@ def _projected_boxes(lower: np.ndarray, upper: np.ndarray) -> Dict[tuple, List[i
     return columns
 
 
-def _rank_key(fig: Figure, ax, colour: ListedColormap, n_ranks: int) -> None:
+def _rank_key(fig: Figure, ax, colour: ListedColormap, n_ranks: int, mixed: bool) -> None:
+    """Legend of ranks (colorbar when there are many); explain hatching when used."""
+    mixed_handle = Patch(facecolor="white", edgecolor="black", hatch="//",
+                         label="several owners\n(colour: lowest sid)")
     if n_ranks <= MAX_LEGEND_RANKS:
         handles = [Patch(facecolor=colour(r), edgecolor="black", alpha=0.7, label=f"rank {r}")
                    for r in range(n_ranks)]
+        handles += [mixed_handle] if mixed else []
         # Outside the axes so no box is hidden; constrained layout makes room for it.
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                   borderaxespad=0.0, title="owner", fontsize=8)
     else:
         mappable = ScalarMappable(norm=Normalize(-0.5, n_ranks - 0.5), cmap=colour)
         fig.colorbar(mappable, ax=ax, label="owner rank")
+        if mixed:
+            ax.legend(handles=[mixed_handle], loc="upper left", bbox_to_anchor=(0.0, -0.12),
+                      fontsize=8)
 
 
 def _decomposition_title(dec: dict, n_ranks: int) -> str:
