@@ -24,7 +24,8 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .netcdf import atomic_output, is_time_axis, read_solution
+from .atomic import atomic_output
+from .netcdf import is_time_axis, read_solution
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,57 @@
+"""The central property: 1, 2 and 4 ranks follow the same loss trajectory, and a checkpoint
+written on 4 ranks resumes on 2 with the losses of an uninterrupted run."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from .conftest import HERE, check, losses, run_case
+
+CASE = HERE / "cases" / "invariance.toml"
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    proc, _ = run_case(1, CASE, out, "output.checkpoint_every=40")
+    check(proc)
+    return out
+
+
+def _max_rel(a: dict, b: dict, steps) -> float:
+    x = np.array([a[s] for s in steps])
+    y = np.array([b[s] for s in steps])
+    return float(np.max(np.abs(x - y) / np.abs(x)))
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_same_loss_trajectory_on_any_rank_count(reference_run, tmp_path, ranks):
+    out = tmp_path / "run"
+    proc, _ = run_case(ranks, CASE, out)
+    check(proc)
+    ref, got = losses(reference_run), losses(out)
+    assert sorted(got) == list(range(200)) == sorted(ref)
+    # Adam and L-BFGS stages both covered: 150 + 50 steps.
+    assert _max_rel(ref, got, range(200)) <= 1e-10
+    assert ref[199] < 0.5 * ref[0]  # it trains
+
+
+@pytest.mark.parametrize("step", [40, 160])  # inside Adam, inside L-BFGS
+def test_checkpoint_from_4_ranks_resumes_on_2(reference_run, tmp_path, step):
+    four = tmp_path / "four"
+    proc, _ = run_case(4, CASE, four, "output.checkpoint_every=40")
+    check(proc)
+    ckpt = four / "checkpoints" / f"ckpt_{step:08d}.pt"
+    assert ckpt.exists()
+    # Resume into a fresh run directory that holds only the checkpoint.
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpt, resumed / "checkpoints")
+    shutil.copy(str(ckpt) + ".sha256", resumed / "checkpoints")
+    proc, _ = run_case(2, CASE, resumed, resume="auto")
+    check(proc)
+    ref, got = losses(reference_run), losses(resumed)
+    assert sorted(got) == list(range(step, 200))
+    assert _max_rel(ref, got, range(step, 200)) <= 1e-10
