@@ -134,8 +134,9 @@ def cmd_run(args) -> int:
         t0 = time.perf_counter()
         trainer.train()
         elapsed = time.perf_counter() - t0
-        if cfg.output.checkpoint_every:
-            trainer.save_checkpoint()
+        every = cfg.output.checkpoint_every
+        if every and trainer.global_step % every:
+            trainer.save_checkpoint()  # the final state, unless just saved
         pred, errors = evaluate(solver, grid)
     except DDPINNError as exc:
         _fail(comm, str(exc), EXIT_RUNTIME)
