@@ -154,6 +154,7 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
     errs = {n: (pred[:, k] - grid.truth[:, k]).reshape(shape)
             for k, n in enumerate(problem.pde.outputs)} if grid.truth is not None else None
     attrs = {"case": cfg.case.name, "pde": problem.pde.name,
+             "pde_outputs": ",".join(problem.pde.outputs),
              "decomposition_grid": list(problem.decomposition.grid),
              "n_subdomains": problem.decomposition.n_subdomains, "n_ranks": n_ranks,
              "interface_conditions": ", ".join(problem.conditions),
