@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
 from .conftest import HERE, check, losses, run_case, run_mpi
 
 HAVE_HOROVOD = importlib.util.find_spec("horovod") is not None
+if os.environ.get("DDPINN_REQUIRE_HOROVOD") == "1" and not HAVE_HOROVOD:
+    raise RuntimeError("DDPINN_REQUIRE_HOROVOD=1 but Horovod is not installed")
 BACKENDS = ["mpi4py", "torch", pytest.param("horovod", marks=pytest.mark.skipif(
     not HAVE_HOROVOD, reason="Horovod not installed (launch/install_horovod.sh builds it)"))]
 
@@ -36,7 +39,7 @@ def test_backend_sums_across_ranks(tmp_path, backend, ranks):
     script.write_text(SCRIPT)
     proc, _ = run_mpi(ranks, [script, backend], timeout=120)
     check(proc)
-    assert f"OK" in proc.stdout and f" {ranks} " in proc.stdout
+    assert "OK" in proc.stdout and f" {ranks} " in proc.stdout
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
