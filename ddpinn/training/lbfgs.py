@@ -36,6 +36,7 @@ class DistributedLBFGS:
         self.backtrack = backtrack
         self.s, self.y, self.rho = [], [], []
         self.n_iter = 0
+        self._current = None  # (loss, grads) at the current point, from the last line search
 
     # -- vector algebra over (distributed, shared) tensor lists ---------------------------
     @property
@@ -81,8 +82,12 @@ class DistributedLBFGS:
         (with shared gradients summed over ranks) and return the global loss as a float.
         Returns the global loss at the new point.
         """
-        loss = closure()
-        g = self._grads()
+        if self._current is None:
+            loss = closure()
+            g = self._grads()
+        else:
+            # The accepted point of the last line search was evaluated there already.
+            loss, g = self._current
         d = self._direction(g)
         gtd = self._dot(g, d)
         if gtd > -1e-30:  # not a descent direction: restart from steepest descent
@@ -107,10 +112,12 @@ class DistributedLBFGS:
             t *= self.backtrack
         if not accepted:
             new_loss = closure()  # restore gradients at the current point
+            self._current = (new_loss, self._grads())
             self.s, self.y, self.rho = [], [], []
             self.n_iter += 1
             return new_loss
         g_new = self._grads()
+        self._current = (new_loss, g_new)
         s = [t * x for x in d]
         y = [a - b for a, b in zip(g_new, g)]
         ys = self._dot(y, s)
@@ -124,9 +131,9 @@ class DistributedLBFGS:
         return new_loss
 
     # -- checkpoint support: history split by expert -------------------------------------
-    def state(self, n_dist_experts_axis0=True) -> dict:
-        """History as lists of tensor lists (caller slices the distributed part by expert)."""
-        return {"s": self.s, "y": self.y, "rho": list(self.rho), "n_iter": self.n_iter}
+    def forget_current(self) -> None:
+        """Call when the loss function changed (new points): re-evaluate at the next step."""
+        self._current = None
 
     def load_state(self, state: dict) -> None:
         self.s, self.y = state["s"], state["y"]

@@ -62,10 +62,10 @@ class Solver:
         self.resample(0)
 
     # -- points --------------------------------------------------------------------------
-    def resample(self, epoch: int) -> None:
-        """Draw the points of ``epoch`` (no-op when already drawn)."""
+    def resample(self, epoch: int) -> bool:
+        """Draw the points of ``epoch``; returns False (and does nothing) when already drawn."""
         if epoch == self.epoch:
-            return
+            return False
         self.epoch = epoch
         self.batch = build_points(self.decomposition, self.sids, self.pde, self.cfg.points,
                                   self.cfg.case.seed, self.pde.params, self.problem.time_axis,
@@ -73,6 +73,7 @@ class Solver:
         self.plan = exchange.InterfacePlan(self.batch.sides, self.sids, self.owner,
                                            self.comm.rank, self.batch.n_interface,
                                            self.batch.x.shape[1], self.device)
+        return True
 
     # -- loss ----------------------------------------------------------------------------
     def parameters(self):

@@ -148,8 +148,9 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def _maybe_resample(self):
         every = self.cfg.points.resample_every
-        if every > 0:
-            self.solver.resample(self.global_step // every)
+        if every > 0 and self.solver.resample(self.global_step // every) and \
+                isinstance(self.optimizer, DistributedLBFGS):
+            self.optimizer.forget_current()
 
     def _record(self, stage, loss, metrics, t_start, total_steps, done_at_start):
         if not math.isfinite(loss):

@@ -291,27 +291,53 @@ def test_override_through_scalar(poisson_toml):
     assert "case.name" in msg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG ddpinn/io/config.py/_coerce + ddpinn/problem.py build_problem(): values inside "
-    "the tables 'pde.params' and 'interface.weights' are never type-checked; "
-    "`params = { k = \"two\" }` is accepted and only fails with TypeError in the first "
-    "training step"))
+_TABLE_VALUES = pytest.mark.xfail(strict=True, reason=(
+    "BUG ddpinn/io/config.py _coerce()/_build() check only that 'pde.params', 'pde.inverse' "
+    "and 'interface.weights' are tables, never the values inside, and "
+    "ddpinn/problem.py build_problem() does not either: `params = { k = \"two\" }` is "
+    "accepted and fails later with TypeError/ValueError (Solver construction or the first "
+    "training step)"))
+
+
 @pytest.mark.parametrize("override,field", [
-    ("pde.params.k='two'", "pde.params.k"),
-    ("interface.weights.average_solution='big'", "interface.weights.average_solution"),
+    pytest.param("pde.params.k='two'", "pde.params.k", marks=_TABLE_VALUES),
+    pytest.param("interface.weights.average_solution='big'",
+                 "interface.weights.average_solution", marks=_TABLE_VALUES),
+    pytest.param("pde.inverse={k='x'}", "pde.inverse.k", marks=_TABLE_VALUES),
 ])
 def test_table_values_are_type_checked(poisson_toml, override, field):
     msg = error_of(poisson_toml, [override])
     assert field in msg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG ddpinn/io/config.py validate(): 'stages[i].lr' is not range-checked; lr = -1 is "
-    "accepted and torch.optim.Adam raises ValueError('Invalid learning rate') only when "
-    "training starts"))
-def test_negative_learning_rate(poisson_toml):
-    msg = error_of(poisson_toml, ["stages.0.lr=-1.0"])
-    assert "stages[0].lr" in msg
+def _range_bug(what):
+    return pytest.mark.xfail(strict=True, reason=(
+        "BUG ddpinn/io/config.py validate() (lines ~246-285) has no range check for " + what))
+
+
+@pytest.mark.parametrize("override,field", [
+    pytest.param("stages.0.lr=-1.0", "stages[0].lr", marks=_range_bug(
+        "'stages[i].lr': lr = -1 is accepted; torch.optim.Adam raises ValueError('Invalid "
+        "learning rate') only when training starts")),
+    pytest.param("stages.0.decay_steps=0", "stages[0].decay_steps", marks=_range_bug(
+        "'stages[i].decay_steps': 0 is accepted; trainer.lr_factor() divides by it "
+        "(ZeroDivisionError in the first exponential-schedule step)")),
+    pytest.param("points.data=-1", "points.data", marks=_range_bug(
+        "'points.data': -1 is accepted; build_points() fails with numpy 'negative "
+        "dimensions are not allowed' when the Solver is built")),
+    pytest.param("network.fourier_features=-1", "network.fourier_features", marks=_range_bug(
+        "'network.fourier_features': -1 is accepted; BatchedMLP raises RuntimeError "
+        "'negative dimension' when the Solver is built")),
+    pytest.param("network.periodic_harmonics=0", "network.periodic_harmonics",
+                 marks=_range_bug(
+                     "'network.periodic_harmonics': 0 is accepted, and then a periodic axis "
+                     "gets no features at all: the experts silently ignore that coordinate")),
+    pytest.param("output.grid=[0, 5]", "output.grid", marks=_range_bug(
+        "'output.grid' entries: 0 is accepted (an empty evaluation grid)")),
+])
+def test_out_of_range_values_are_rejected(poisson_toml, override, field):
+    msg = error_of(poisson_toml, [override])
+    assert field in msg
 
 
 # -- every shipped case ----------------------------------------------------------------------
