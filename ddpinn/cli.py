@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,20 +82,58 @@ def decomposition_record(problem, owner) -> dict:
             "periodic": list(d.periodic)}
 
 
-def cmd_run(args) -> int:
+def _resume_state(option, run_dir):
+    """(state, path) to resume from, or (None, None) for a fresh start.
+
+    ``auto`` takes the newest readable checkpoint of the run directory, falling back past
+    corrupted ones with a warning; a path must be readable.
+    """
     from ddpinn.io import checkpoint
+
+    if not option:
+        return None, None
+    if option != "auto":
+        return checkpoint.load(option), Path(option)
+    found = checkpoint.list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        log.info("--resume auto: no checkpoint in %s, starting fresh", run_dir)
+        return None, None
+    return checkpoint.load_newest(found)
+
+
+def check_slurm_world(comm) -> None:
+    """Fail fast when srun started N one-rank MPI worlds instead of one N-rank world.
+
+    That is what a wrong ``--mpi`` plugin does: every task initialises MPI alone. (A launcher
+    such as mpiexec inside an allocation starts fewer Slurm tasks than ranks, which is fine.)
+    """
+    ntasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "1")))
+    if os.environ.get("SLURM_STEP_ID") is not None and comm.size == 1 and ntasks > 1:
+        raise ValueError(
+            f"Slurm started {ntasks} tasks but MPI sees a world of 1: srun's MPI "
+            f"plugin does not match this MPI; launch with 'srun --mpi=pmi2' (or --mpi=pmix "
+            f"for a PMIx-built MPI), see 'srun --mpi=list'")
+
+
+def cmd_run(args) -> int:
     from ddpinn.io.atomic import atomic_write_text
     from ddpinn.parallel import world
     from ddpinn.parallel.device import choose_device, set_threads
     from ddpinn.parallel.errors import DDPINNError, agree, install_abort_hook
     from ddpinn.training.evaluate import evaluate, make_test_grid
     from ddpinn.training.solver import Solver
-    from ddpinn.training.trainer import Trainer
+    from ddpinn.training.trainer import EXIT_REQUEUE, Preempted, Trainer
 
     comm = world()
     install_abort_hook(comm)
     _setup_logging(comm.rank, args.quiet)
     try:
+        try:
+            check_slurm_world(comm)
+        except ValueError as exc:
+            if os.environ.get("SLURM_PROCID", "0") == "0":  # N lone worlds: one message
+                sys.stderr.write(f"ddpinn: error: {exc}\n")
+            sys.exit(EXIT_CONFIG)
         cfg, problem = _setup(args, comm)
         error = None
         try:
@@ -101,13 +141,7 @@ def cmd_run(args) -> int:
             threads = set_threads(cfg.parallel.threads, comm)
             solver = Solver(problem, comm, device)
             run_dir = Path(cfg.output.dir)
-            resume = None
-            if args.resume:
-                resume = checkpoint.latest(run_dir / "checkpoints") if args.resume == "auto" \
-                    else Path(args.resume)
-                if resume is None:
-                    log.info("--resume auto: no checkpoint in %s, starting fresh", run_dir)
-            state = checkpoint.load(resume) if resume else None
+            state, resume = _resume_state(args.resume, run_dir)
         except Exception as exc:
             error = exc
         agree(comm, error)
@@ -127,6 +161,10 @@ def cmd_run(args) -> int:
              comm.size, threads, cfg.case.dtype)
     grid = make_test_grid(problem, cfg.output.grid or None)
     trainer = Trainer(solver, run_dir, grid)
+    # Preemption and time limits (Slurm --signal, scontrol requeue): checkpoint at the next
+    # step boundary on every rank, then exit with EXIT_REQUEUE.
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, trainer.request_stop)
     try:
         if state is not None:
             trainer.restore(state)
@@ -140,6 +178,11 @@ def cmd_run(args) -> int:
         pred, errors = evaluate(solver, grid)
     except DDPINNError as exc:
         _fail(comm, str(exc), EXIT_RUNTIME)
+    except Preempted:
+        log.warning("checkpoint written at step %d; exiting with status %d (requeue)",
+                    trainer.global_step, EXIT_REQUEUE)
+        comm.barrier()
+        sys.exit(EXIT_REQUEUE)
     if comm.rank == 0:
         _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
     comm.barrier()

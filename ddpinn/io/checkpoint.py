@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 from pathlib import Path
 
 import torch
 
 from ddpinn.io.atomic import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger("ddpinn")
 
 FORMAT = 1
 PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
@@ -104,7 +107,21 @@ def load(path) -> dict:
     return state
 
 
-def latest(directory):
-    """Newest checkpoint in ``directory``, or None."""
-    found = list_checkpoints(directory)
-    return found[-1] if found else None
+def step_of(path) -> int:
+    return int(PATTERN.search(Path(path).name).group(1))
+
+
+def load_newest(paths):
+    """Load the newest readable checkpoint of ``paths`` (oldest first), skipping corrupted
+    or truncated ones with a warning. Returns (state, path); raises CheckpointError if none
+    can be read."""
+    reasons = []
+    for path in reversed(list(paths)):
+        try:
+            state = load(path)
+        except CheckpointError as exc:
+            log.warning("%s; falling back to an older checkpoint", exc)
+            reasons.append(str(exc))
+            continue
+        return state, Path(path)
+    raise CheckpointError("no usable checkpoint: " + ("; ".join(reasons) or "none found"))

@@ -15,6 +15,17 @@ from ddpinn.training.lbfgs import DistributedLBFGS
 
 log = logging.getLogger("ddpinn")
 
+# Exit status asking the batch system to requeue the job (checkpoint written).
+EXIT_REQUEUE = 85
+
+
+class Preempted(Exception):
+    """All ranks stopped at a step boundary after a signal; a checkpoint was written."""
+
+
+class Diverged(Exception):
+    """The global loss is NaN or Inf (raised identically on every rank)."""
+
 
 def lr_factor(stage, step: int) -> float:
     """Learning-rate multiplier of ``stage`` after ``step`` of its steps."""
@@ -46,14 +57,19 @@ class Trainer:
         self.optimizer = None
         self.metrics = MetricsWriter(run_dir / "metrics.jsonl", self.comm)
         self.last_errors = {}
+        self.lr_scale = 1.0  # halved at every divergence rollback
+        self.rollbacks = 0
+        self.max_rollbacks = 3
+        self.stop_signal = 0  # set by a signal handler; acted on at the next step boundary
 
     # -- optimizers ----------------------------------------------------------------------
     def _make_optimizer(self, stage):
         s = self.solver
+        lr = stage.lr * self.lr_scale
         if stage.optimizer == "adam":
-            return torch.optim.Adam(s.parameters(), lr=stage.lr)
+            return torch.optim.Adam(s.parameters(), lr=lr)
         return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()), s.comm,
-                                lr=stage.lr, history=stage.history, max_evals=stage.max_evals)
+                                lr=lr, history=stage.history, max_evals=stage.max_evals)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _named_model(self):
@@ -85,7 +101,7 @@ class Trainer:
                            lbfgs_len=len(opt.s))
         experts = checkpoint.split_by_sid(dist, s.sids)
         scalars.update(global_step=self.global_step, stage_index=self.stage_index,
-                       stage_step=self.stage_step, epoch=s.epoch)
+                       stage_step=self.stage_step, epoch=s.epoch, lr_scale=self.lr_scale)
         return experts, shared, scalars
 
     def save_checkpoint(self):
@@ -119,6 +135,7 @@ class Trainer:
                 p.copy_(shared[f"param/{n}"])
         self.global_step, self.stage_index = sc["global_step"], sc["stage_index"]
         self.stage_step = sc["stage_step"]
+        self.lr_scale = min(self.lr_scale, sc.get("lr_scale", 1.0))
         s.resample(sc["epoch"])
         if self.stage_index >= len(self.cfg.stages):
             return
@@ -152,11 +169,29 @@ class Trainer:
                 isinstance(self.optimizer, DistributedLBFGS):
             self.optimizer.forget_current()
 
+    def _rollback(self, loss) -> None:
+        """Collective. Back to the newest readable checkpoint with half the learning rate,
+        or a clear error when there is none or the retries are spent."""
+        where = f"the loss became {loss} at step {self.global_step} (stage {self.stage_index})"
+        found = checkpoint.list_checkpoints(self.ckpt_dir) if self.cfg.output.checkpoint_every \
+            else []
+        found = [p for p in found if checkpoint.step_of(p) <= self.global_step]
+        if self.rollbacks >= self.max_rollbacks:
+            raise DDPINNError(f"{where}, still diverging after {self.rollbacks} rollbacks with "
+                              f"the learning rate down to {self.lr_scale:g}x; stopping")
+        if not found:
+            raise DDPINNError(f"{where} and there is no checkpoint to roll back to "
+                              f"(set output.checkpoint_every); lower the learning rate")
+        state, path = checkpoint.load_newest(found)
+        self.rollbacks += 1
+        self.lr_scale *= 0.5
+        self.restore(state)
+        log.warning("%s: rolled back to %s with learning rate x%g (rollback %d of %d)",
+                    where, path.name, self.lr_scale, self.rollbacks, self.max_rollbacks)
+
     def _record(self, stage, loss, metrics, t_start, total_steps, done_at_start):
         if not math.isfinite(loss):
-            raise DDPINNError(f"the loss became {loss} at step {self.global_step} (stage "
-                              f"{self.stage_index}, {stage.optimizer}); lower the learning "
-                              f"rate or restart from the last checkpoint in {self.ckpt_dir}")
+            raise Diverged(loss)
         out = self.cfg.output
         row = {"step": self.global_step, "stage": self.stage_index, **metrics}
         if out.eval_every and self.test_grid is not None and self.test_grid.truth is not None \
@@ -175,8 +210,26 @@ class Trainer:
                      metrics["mismatch_space"] + metrics["mismatch_time"], errs,
                      time.strftime("%H:%M:%S", time.gmtime(max(eta, 0))))
 
+    def request_stop(self, signum, frame=None) -> None:
+        """Signal handler: stop at the next step boundary with a checkpoint."""
+        self.stop_signal = signum
+
+    def _check_stop(self) -> None:
+        """Collective. If any rank got a stop signal, all checkpoint and raise Preempted."""
+        if self.comm.allreduce(int(self.stop_signal), op="max"):
+            log.warning("stop signal received: checkpointing at step %d", self.global_step)
+            self.save_checkpoint()
+            raise Preempted(self.global_step)
+
     def train(self):
-        """Collective. Run all remaining stages."""
+        """Collective. Run all remaining stages (rolling back on divergence)."""
+        while True:
+            try:
+                return self._train_stages()
+            except Diverged as exc:
+                self._rollback(exc.args[0])
+
+    def _train_stages(self):
         stages = self.cfg.stages
         total = sum(st.steps for st in stages)
         every = self.cfg.output.checkpoint_every
@@ -190,7 +243,7 @@ class Trainer:
                 self._maybe_resample()
                 if isinstance(opt, torch.optim.Adam):
                     for g in opt.param_groups:
-                        g["lr"] = stage.lr * lr_factor(stage, self.stage_step)
+                        g["lr"] = stage.lr * self.lr_scale * lr_factor(stage, self.stage_step)
                     loss, metrics = self.solver.closure()
                     self._record(stage, loss, metrics, t_start, total, done_at_start)
                     opt.step()
@@ -208,6 +261,7 @@ class Trainer:
                 self.stage_step += 1
                 if every and self.global_step % every == 0:
                     self.save_checkpoint()
+                self._check_stop()
             self.stage_index += 1
             self.stage_step = 0
             self.optimizer = None

@@ -16,3 +16,20 @@ class FailingPoisson(Poisson):
                 FailingPoisson.calls > int(os.environ.get("FAIL_AFTER", "5")):
             raise RuntimeError("injected failure on one rank")
         return super().residual(f, p)
+
+
+class NaNPoisson(Poisson):
+    """Poisson whose residual is NaN on rank ``NAN_RANK`` for residual calls in
+    [NAN_FROM, NAN_TO) of that process: a transient blow-up that a rollback survives, or,
+    with a large NAN_TO, a persistent one."""
+
+    calls = 0
+
+    def residual(self, f, p):
+        NaNPoisson.calls += 1
+        r = super().residual(f, p)
+        rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+        if rank == os.environ.get("NAN_RANK", "1") and \
+                int(os.environ["NAN_FROM"]) <= NaNPoisson.calls < int(os.environ["NAN_TO"]):
+            return r * float("nan")
+        return r

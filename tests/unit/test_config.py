@@ -312,7 +312,7 @@ def test_table_values_are_type_checked(poisson_toml, override, field):
 
 def _range_bug(what):
     return pytest.mark.xfail(strict=True, reason=(
-        "BUG ddpinn/io/config.py validate() (lines ~246-285) has no range check for " + what))
+        "BUG ddpinn/io/config.py validate() has no range check for " + what))
 
 
 @pytest.mark.parametrize("override,field", [

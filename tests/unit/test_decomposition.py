@@ -283,6 +283,8 @@ def test_partition_blocks_are_connected(grid):
             blk = owned_sids(owner, r)
             if not block_is_connected(d, blk):
                 bad.append((n_ranks, r, blk))
+        if len(bad) >= 3:
+            break
     assert not bad, f"{len(bad)} disconnected blocks, first: {bad[:3]}"
 
 
@@ -296,10 +298,11 @@ def test_partition_power_of_two_is_exactly_balanced():
 @pytest.mark.parametrize("grid", PARTITION_GRIDS)
 def test_partition_is_deterministic(grid):
     S = int(np.prod(grid))
-    first = [partition(grid, r).copy() for r in range(1, S + 1)]
+    counts = sorted({1, 2, 3, 5, 7, S // 3, S // 2, S - 1, S} - {0})
+    first = [partition(grid, r).copy() for r in counts]
     # Interleave other calls: nothing global may leak between calls.
     partition([5, 5], 7)
-    second = [partition(tuple(grid), r) for r in range(S, 0, -1)][::-1]
+    second = [partition(tuple(grid), r) for r in reversed(counts)][::-1]
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(partition(grid, 1), np.zeros(S, dtype=int))

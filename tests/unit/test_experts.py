@@ -239,11 +239,15 @@ def test_fields_independent_output_gives_zero_gradient():
 
 
 _NO_GRAPH_BUG = (
-    "BUG ddpinn/nn/derivatives.py:65 Fields.hess_row(): the second derivative differentiates "
-    "self.grad(k), which has no grad_fn when create_graph=False (or when u is linear in x), "
-    "so d2/laplacian raise 'element 0 of tensors does not require grad'. This breaks "
-    "ddpinn/training/solver.py:162 Solver.residual_norm() for every PDE with second "
-    "derivatives (poisson, helmholtz, heat, burgers, allen_cahn, kovasznay, beltrami)")
+    "BUG ddpinn/nn/derivatives.py:14 _grad() / :65 Fields.hess_row(): with "
+    "create_graph=False, (a) the first autograd.grad frees the graph of u (retain_graph "
+    "defaults to create_graph), so a second derivative request on the same u "
+    "(another output's grad, or any d2) raises 'Trying to backward through the graph a "
+    "second time', and (b) the second derivative differentiates self.grad(k), which has no "
+    "grad_fn ('element 0 of tensors does not require grad'; also when u is linear in x, "
+    "even with create_graph=True). This breaks ddpinn/training/solver.py:162 "
+    "Solver.residual_norm() for every PDE with second derivatives or several outputs "
+    "(poisson, helmholtz, heat, burgers, allen_cahn, kovasznay, beltrami)")
 
 
 @pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
@@ -252,6 +256,14 @@ def test_fields_second_derivatives_without_graph():
     X, Y, T = (x[..., i].detach() for i in range(3))
     torch.testing.assert_close(f.laplacian("u"), -torch.sin(X) * Y ** 2 * T
                                + 2 * torch.sin(X) * T, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
+def test_fields_several_outputs_without_graph():
+    x, f = closed_form_fields(create_graph=False)
+    X, Y, T = (x[..., i].detach() for i in range(3))
+    torch.testing.assert_close(f.d("u", "x"), torch.cos(X) * Y ** 2 * T)
+    torch.testing.assert_close(f.d("v", "y"), torch.exp(X))
 
 
 @pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
@@ -279,12 +291,12 @@ def test_fields_match_finite_differences_of_network():
     for a in range(3):
         step = torch.zeros(3, dtype=torch.float64)
         step[a] = h
+        xp = (x.detach() + step).requires_grad_(True)
+        xm = (x.detach() - step).requires_grad_(True)
+        fp = Fields(xp, m(xp), ("x", "y", "t"), ("u", "v"))
+        fm = Fields(xm, m(xm), ("x", "y", "t"), ("u", "v"))
         for k in range(2):
-            xp = (x.detach() + step).requires_grad_(True)
-            xm = (x.detach() - step).requires_grad_(True)
-            gp = Fields(xp, m(xp), ("x", "y", "t"), ("u", "v")).grad(k).detach()
-            gm = Fields(xm, m(xm), ("x", "y", "t"), ("u", "v")).grad(k).detach()
-            fd = (gp - gm) / (2 * h)  # row a of the Hessian
+            fd = (fp.grad(k) - fm.grad(k)) / (2 * h)  # row a of the Hessian
             torch.testing.assert_close(f.hess_row(k, a).detach(), fd, rtol=0, atol=1e-6)
             for b in range(3):
                 torch.testing.assert_close(f.d2(k, a, b).detach(), fd[..., b], rtol=0,
@@ -311,3 +323,17 @@ def test_fields_derivatives_are_per_expert():
     g1 = Fields(x, m(x), ("x", "y", "t"), ("u", "v")).grad(0).detach()
     assert torch.equal(g0[[0, 1, 3]], g1[[0, 1, 3]])
     assert not torch.allclose(g0[2], g1[2])
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
+def test_solver_residual_norm_with_second_derivatives(poisson_toml):
+    """Solver.residual_norm() evaluates the residual with create_graph=False."""
+    from ddpinn.io.config import load
+    from ddpinn.parallel import SerialComm
+    from ddpinn.problem import build_problem
+    from ddpinn.training.solver import Solver
+
+    cfg = load(poisson_toml, ["case.dtype=float64", "network.width=4", "points.interior=16",
+                              "points.boundary=4", "points.interface=4"])
+    norm = Solver(build_problem(cfg), SerialComm()).residual_norm()
+    assert math.isfinite(norm) and norm > 0

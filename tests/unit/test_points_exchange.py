@@ -285,7 +285,7 @@ def test_flux_and_residual_agree_for_exact_solution():
     assert float(mine["res"].detach().abs().max()) < 1e-12
     for name in ("average_solution", "residual_continuity", "flux_continuity"):
         losses = exchange.condition_losses([name], mine, other)[name]
-        assert float(losses.max()) < 1e-20
+        assert float(losses.detach().max()) < 1e-20
 
 
 class LoopbackComm(SerialComm):
@@ -308,8 +308,7 @@ class LoopbackComm(SerialComm):
         return out
 
 
-@pytest.mark.parametrize("name,n_ranks", [("advection", 2), ("advection", 4),
-                                          ("poisson", 2), ("poisson", 3), ("heat", 2)])
+@pytest.mark.parametrize("name,n_ranks", [("advection", 4), ("poisson", 3), ("heat", 2)])
 def test_simulated_multi_rank_exchange_matches_serial(name, n_ranks):
     """Each rank's plan sends its remote sides in an order the receiver agrees on: the
     values received equal what one rank computes locally."""
