@@ -31,10 +31,17 @@ QUANTITIES = ("u", "res", "dn", "dnn", "dtt", "flux", "gres")
 
 @dataclass(frozen=True)
 class Condition:
+    """An interface condition.
+
+    ``symmetric`` conditions penalise a difference of the two sides, P(a, b) = P(b, a);
+    the others (``interface_residual``, ``residual_gradient``) look at one side only.
+    """
+
     name: str
     needs: tuple
     fn: Callable
     doc: str
+    symmetric: bool = True
 
 
 CONDITIONS: dict = {}
@@ -43,9 +50,11 @@ CONDITIONS: dict = {}
 DEFAULT_CONDITIONS = ("average_solution", "residual_continuity")
 
 
-def condition(name: str, needs):
+def condition(name: str, needs, symmetric: bool = True):
+    """Register ``fn(mine, other) -> (S,)`` as interface condition ``name``."""
     def deco(fn):
-        CONDITIONS[name] = Condition(name, tuple(needs), fn, (fn.__doc__ or "").strip())
+        CONDITIONS[name] = Condition(name, tuple(needs), fn, (fn.__doc__ or "").strip(),
+                                     symmetric)
         return fn
     return deco
 
@@ -67,7 +76,7 @@ def average_solution(mine, other):
     return _mean_sq(mine["u"] - 0.5 * (mine["u"] + other["u"]))
 
 
-@condition("interface_residual", needs=("res",))
+@condition("interface_residual", needs=("res",), symmetric=False)
 def interface_residual(mine, other):
     """PDE residual of this side vanishes on the interface."""
     return _mean_sq(mine["res"])
@@ -103,7 +112,7 @@ def tangential_second_derivative_continuity(mine, other):
     return _mean_sq(mine["dtt"] - other["dtt"])
 
 
-@condition("residual_gradient", needs=("gres",))
+@condition("residual_gradient", needs=("gres",), symmetric=False)
 def residual_gradient(mine, other):
     """Gradient of this side's residual vanishes on the interface  (gPINN)."""
     return _mean_sq(mine["gres"])

@@ -1,8 +1,12 @@
 """The loss of all local experts in one batched pass.
 
 Per expert: weighted PDE residual + boundary/initial + data terms + the sum over its
-interfaces of the weighted active conditions. The global loss is the sum over all experts;
-this module returns the local part, the caller reduces it.
+interfaces of the weighted active conditions, with the other side's values detached.
+
+The objective reported and minimised (the line search of L-BFGS evaluates it) is the sum over
+experts in which a symmetric interface penalty P(a, b) = P(b, a), seen once from each side,
+counts with weight 1/2: its gradient with respect to expert a is then exactly the detached
+one-sided gradient that each expert computes. One-sided conditions count in full.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ddpinn.interface import exchange
+from ddpinn.interface.conditions import CONDITIONS
 from ddpinn.nn import Fields
 
 
@@ -18,7 +23,8 @@ from ddpinn.nn import Fields
 class LossTerms:
     """Local loss and its parts.
 
-    total : scalar Tensor, sum over local experts (differentiable)
+    total : scalar Tensor, sum over local experts (differentiable); its gradient, with the
+        other sides detached, is the gradient of the objective ``metrics["loss"]``
     metrics : dict name -> float, local sums (reduce with a sum across ranks)
     """
 
@@ -58,10 +64,14 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     other = exchange.complete(plan, comm, mine, handle)
     metrics = {"residual": per_res.sum().item(), "boundary": per_bc.sum().item(),
                "data": per_data.sum().item()}
+    objective = per_expert.detach().sum()
     if plan.n_sides:
         penalties = exchange.condition_losses(conditions, mine, other)
         side_total = sum(cond_weights.get(n, 1.0) * v for n, v in penalties.items())
         per_expert = per_expert.index_add(0, plan.expert, side_total)
+        objective = objective + sum(
+            cond_weights.get(n, 1.0) * (0.5 if CONDITIONS[n].symmetric else 1.0) * v.detach().sum()
+            for n, v in penalties.items())
         for n, v in penalties.items():
             metrics[f"if_{n}"] = v.sum().item()
         mismatch = (mine["u"] - other["u"]).detach().pow(2).sum(-1).mean(-1)
@@ -76,5 +86,5 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
             metrics[f"mismatch_{kind}"] = 0.0
             metrics[f"sides_{kind}"] = 0.0
     total = per_expert.sum()
-    metrics["loss"] = total.item()
+    metrics["loss"] = float(objective)
     return LossTerms(total, metrics)
