@@ -7,7 +7,8 @@ A checkpoint is one file written by rank 0 after gathering every expert's state:
 
 Per-expert entries hold the expert's slice of every distributed tensor (parameters,
 optimizer moments, L-BFGS history), so a run on M ranks picks out its own sids. Files are
-written atomically with a SHA-256 sidecar and loaded with ``torch.load(weights_only=True)``.
+written atomically; a header line carries the SHA-256 of the payload, so a truncated or
+corrupted file is always detected; the payload is read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from ddpinn.io.atomic import atomic_write_bytes, atomic_write_text
+from ddpinn.io.atomic import atomic_write_bytes
 
 log = logging.getLogger("ddpinn")
 
 FORMAT = 1
+MAGIC = b"DDPINN-CHECKPOINT 1 sha256="
 PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
 
 
@@ -74,15 +76,13 @@ def save(path, comm, experts: dict, shared: dict, scalars: dict, meta: dict, kee
                  "scalars": scalars}
         buf = io.BytesIO()
         torch.save(state, buf)
-        data = buf.getvalue()
+        payload = buf.getvalue()
+        header = MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
         path = Path(path)
-        atomic_write_bytes(path, data)
-        atomic_write_text(path.with_name(path.name + ".sha256"),
-                          hashlib.sha256(data).hexdigest() + "\n")
+        atomic_write_bytes(path, header + payload)
         if keep > 0:
             for old in list_checkpoints(path.parent)[:-keep]:
                 old.unlink(missing_ok=True)
-                old.with_name(old.name + ".sha256").unlink(missing_ok=True)
     comm.barrier()
 
 
@@ -93,13 +93,15 @@ def load(path) -> dict:
         data = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc.strerror}") from None
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.exists():
-        want = sidecar.read_text().strip()
-        if hashlib.sha256(data).hexdigest() != want:
-            raise CheckpointError(f"checkpoint {str(path)!r} is corrupted (checksum mismatch)")
+    header, _, payload = data.partition(b"\n")
+    if not header.startswith(MAGIC):
+        raise CheckpointError(f"{str(path)!r} is not a ddpinn checkpoint (no header) or it "
+                              f"cannot be read")
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(MAGIC):]:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or truncated "
+                              f"(checksum mismatch)")
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign file
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

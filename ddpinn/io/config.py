@@ -185,7 +185,8 @@ def _coerce(path: str, value: Any, default: Any, hint) -> Any:
     elif isinstance(default, dict):
         ok = isinstance(value, dict)
         want = "a table"
-    elif isinstance(default, list) and "Union" not in str(hint):
+    elif (isinstance(default, list) and "Union" not in str(hint)) or \
+            (default is None and "list" in str(hint)):
         ok = isinstance(value, list)
         want = "a list"
     else:
@@ -265,26 +266,51 @@ def validate(cfg: Config) -> None:
     if any(not isinstance(g, int) or isinstance(g, bool) or g < 1 for g in grid):
         raise ConfigError(f"field 'decomposition.grid' = {grid!r}: every entry must be a "
                           f"positive integer")
+    for path, table in (("pde.params", cfg.pde.params), ("pde.inverse", cfg.pde.inverse),
+                        ("interface.weights", cfg.interface.weights)):
+        for k, v in table.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"field '{path}.{k}' = {v!r} must be a number")
+    for path, value, low in _minimums(cfg):
+        if value < low:
+            raise ConfigError(f"field {path!r} = {value!r} must be >= {low}")
+    for i, st in enumerate(cfg.stages):
+        for key in ("lr", "decay_rate"):
+            if not getattr(st, key) > 0:
+                raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
     _choice("case.dtype", cfg.case.dtype, DTYPES)
     _choice("network.activation", cfg.network.activation, ACTIVATIONS)
     _choice("parallel.backend", cfg.parallel.backend, BACKENDS)
     _choice("parallel.device", cfg.parallel.device, DEVICES)
-    for key in ("width", "depth"):
-        if getattr(cfg.network, key) < 1:
-            raise ConfigError(f"field 'network.{key}' must be >= 1")
-    for key in ("interior", "boundary", "interface"):
-        if getattr(cfg.points, key) < 1:
-            raise ConfigError(f"field 'points.{key}' must be >= 1")
     for i, st in enumerate(cfg.stages):
         _choice(f"stages[{i}].optimizer", st.optimizer, OPTIMIZERS)
         _choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
-        if st.steps < 0:
-            raise ConfigError(f"field 'stages[{i}].steps' must be >= 0")
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
                           f"({', '.join(cfg.axis_names)})")
     # Names of PDEs and conditions are checked against their registries by the caller
     # (``ddpinn.problem.build``), which knows what is installed.
+
+
+def _minimums(cfg: Config):
+    """(field, value, lowest allowed) for every integer or weight with a lower bound."""
+    out = [(f"network.{k}", getattr(cfg.network, k), low)
+           for k, low in (("width", 1), ("depth", 1), ("fourier_features", 0),
+                          ("periodic_harmonics", 1))]
+    out += [(f"points.{k}", getattr(cfg.points, k), low)
+            for k, low in (("interior", 1), ("boundary", 1), ("interface", 1), ("data", 0),
+                           ("resample_every", 0))]
+    out += [(f"loss.{k}", getattr(cfg.loss, k), 0.0) for k in ("residual", "boundary", "data")]
+    out += [(f"interface.weights.{k}", v, 0.0) for k, v in cfg.interface.weights.items()]
+    out += [(f"output.{k}", getattr(cfg.output, k), 0)
+            for k in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")]
+    out += [(f"output.grid[{i}]", n, 2) for i, n in enumerate(cfg.output.grid)]
+    out += [("parallel.threads", cfg.parallel.threads, 0)]
+    for i, st in enumerate(cfg.stages):
+        out += [(f"stages[{i}].{k}", getattr(st, k), low)
+                for k, low in (("steps", 0), ("decay_steps", 1), ("history", 1),
+                               ("max_evals", 1))]
+    return out
 
 
 def _parse_value(text: str):
@@ -313,6 +339,8 @@ def apply_overrides(data: dict, overrides) -> dict:
                     raise ConfigError(f"override {key!r}: no list entry {p!r}") from None
             else:
                 node = node.setdefault(p, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override {key!r}: {p!r} is a value, not a table")
         last = parts[-1]
         if isinstance(node, list):
             raise ConfigError(f"override {key!r} must name a field inside the list entry")

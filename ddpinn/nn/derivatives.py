@@ -8,10 +8,12 @@ from __future__ import annotations
 import torch
 
 
-def _grad(y: torch.Tensor, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+def _grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """d y / d x for y: (E, N), x: (E, N, d) -> (E, N, d). Points and experts are
     independent, so the gradient of the sum is the per-point gradient."""
-    (g,) = torch.autograd.grad(y.sum(), x, create_graph=create_graph, allow_unused=True)
+    if not y.requires_grad:  # y does not depend on x (e.g. derivative of a linear function)
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True, allow_unused=True)
     return torch.zeros_like(x) if g is None else g
 
 
@@ -24,16 +26,16 @@ class Fields:
     u : Tensor, shape (E, N, m), the experts' outputs at ``x``
     axes : tuple of str, length d, e.g. ("x", "y", "t")
     outputs : tuple of str, length m, e.g. ("u", "v", "p")
-    create_graph : bool
-        Keep the graph for a backward pass through the derivatives (training).
+
+    Derivatives always keep their graph: higher derivatives and the training backward pass
+    differentiate them again.
     """
 
-    def __init__(self, x, u, axes, outputs, create_graph=True):
+    def __init__(self, x, u, axes, outputs):
         self.x = x
         self.u = u
         self.axes = {n: i for i, n in enumerate(axes)}
         self.outputs = {n: i for i, n in enumerate(outputs)}
-        self.create_graph = create_graph
         self._grad = {}
         self._hess = {}
 
@@ -51,7 +53,7 @@ class Fields:
         """All first derivatives of ``comp``: (E, N, d)."""
         k = self._k(comp)
         if k not in self._grad:
-            self._grad[k] = _grad(self.u[..., k], self.x, self.create_graph)
+            self._grad[k] = _grad(self.u[..., k], self.x)
         return self._grad[k]
 
     def d(self, comp, axis) -> torch.Tensor:
@@ -62,7 +64,7 @@ class Fields:
         """Second derivatives d^2 comp / d axis d (every axis): (E, N, d)."""
         k, a = self._k(comp), self._a(axis)
         if (k, a) not in self._hess:
-            self._hess[(k, a)] = _grad(self.grad(k)[..., a], self.x, self.create_graph)
+            self._hess[(k, a)] = _grad(self.grad(k)[..., a], self.x)
         return self._hess[(k, a)]
 
     def d2(self, comp, a1, a2) -> torch.Tensor:
@@ -76,4 +78,4 @@ class Fields:
 
     def grad_of(self, y: torch.Tensor) -> torch.Tensor:
         """Gradient of any per-point quantity y: (E, N) -> (E, N, d)."""
-        return _grad(y, self.x, self.create_graph)
+        return _grad(y, self.x)

@@ -49,7 +49,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     """
     x = batch.x.detach().requires_grad_(True)
     u = model(x)
-    fields = Fields(x, u, pde.axes, pde.outputs, create_graph=True)
+    fields = Fields(x, u, pde.axes, pde.outputs)
     res = pde.residual(fields, params)  # (E, N, q)
 
     mine = exchange.interface_values(plan, fields, res, pde, params, quantities)

@@ -5,8 +5,6 @@ given to it (never created here).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -14,7 +12,7 @@ from torch import nn
 from ddpinn.decomposition import owned_sids, partition
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import needed_quantities
-from ddpinn.nn import BatchedMLP, Fields
+from ddpinn.nn import BatchedMLP
 from ddpinn.parallel.backends import make_backend
 from ddpinn.training.loss import local_loss
 from ddpinn.training.points import build_points
@@ -156,11 +154,3 @@ class Solver:
         for idx, vals in parts:
             result[idx] = vals
         return result
-
-    def residual_norm(self) -> float:
-        """Collective. Root-mean-square PDE residual at the interior training points."""
-        x = self.batch.x.detach().requires_grad_(True)
-        fields = Fields(x, self.model(x), self.pde.axes, self.pde.outputs, create_graph=False)
-        r = self.pde.residual(fields, self.params).detach()
-        local = float((r.pow(2).sum(-1) * self.batch.res_w).sum())
-        return math.sqrt(self.comm.allreduce(local) / self.decomposition.n_subdomains)

@@ -49,7 +49,6 @@ def test_checkpoint_from_4_ranks_resumes_on_2(reference_run, tmp_path, step):
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copy(ckpt, resumed / "checkpoints")
-    shutil.copy(str(ckpt) + ".sha256", resumed / "checkpoints")
     proc, _ = run_case(2, CASE, resumed, resume="auto")
     check(proc)
     ref, got = losses(reference_run), losses(resumed)

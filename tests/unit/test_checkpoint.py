@@ -67,9 +67,8 @@ def test_split_detaches():
 def test_save_load_round_trip(tmp_path):
     path, experts, shared, scalars, meta = save_one(tmp_path, 3)
     assert path.name == "ckpt_00000003.pt"
-    assert path.exists() and path.with_name(path.name + ".sha256").exists()
-    sha = path.with_name(path.name + ".sha256").read_text().strip()
-    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    header, _, payload = path.read_bytes().partition(b"\n")
+    assert header == checkpoint.MAGIC + hashlib.sha256(payload).hexdigest().encode()
     state = checkpoint.load(path)
     assert state["format"] == checkpoint.FORMAT
     assert state["meta"] == meta and state["scalars"] == scalars
@@ -83,15 +82,14 @@ def test_save_load_round_trip(tmp_path):
     for n, t in shared.items():
         assert torch.equal(state["shared"][n], t)
     # No temporary files are left behind.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 def test_keep_only_newest(tmp_path):
     for step in (1, 2, 10, 11):
         save_one(tmp_path, step, keep=2, seed=step)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["ckpt_00000010.pt", "ckpt_00000010.pt.sha256",
-                     "ckpt_00000011.pt", "ckpt_00000011.pt.sha256"]
+    assert names == ["ckpt_00000010.pt", "ckpt_00000011.pt"]
     assert checkpoint.list_checkpoints(tmp_path) == [tmp_path / "ckpt_00000010.pt",
                                                      tmp_path / "ckpt_00000011.pt"]
 
@@ -117,20 +115,6 @@ def test_list_checkpoints_numeric_order(tmp_path):
     (tmp_path / "ckpt_x.pt").write_text("x")
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == \
         ["ckpt_00000009.pt", "ckpt_00000020.pt", "ckpt_00000100.pt"]
-
-
-def test_latest(tmp_path):
-    latest = getattr(checkpoint, "latest", None)
-    if latest is None:
-        pytest.skip("ddpinn.io.checkpoint has no latest() any more (see load_newest)")
-    assert latest(tmp_path) is None
-    assert latest(tmp_path / "missing") is None
-    for step in (9, 100, 20):
-        save_one(tmp_path, step)
-    (tmp_path / "notes.txt").write_text("x")
-    assert latest(tmp_path) == tmp_path / "ckpt_00000100.pt"
-    state = checkpoint.load(latest(tmp_path))
-    assert state["scalars"]["global_step"] == 100
 
 
 def test_load_newest_falls_back_past_corrupted(tmp_path):
@@ -163,11 +147,6 @@ def test_truncated_file_raises(tmp_path):
     with pytest.raises(CheckpointError) as exc:
         checkpoint.load(path)
     assert "corrupted" in str(exc.value) and path.name in str(exc.value)
-    # Without the checksum sidecar the reader itself must notice.
-    path.with_name(path.name + ".sha256").unlink()
-    with pytest.raises(CheckpointError) as exc:
-        checkpoint.load(path)
-    assert _corruption_message(str(exc.value))
 
 
 @pytest.mark.parametrize("where", [0.1, 0.5, 0.9])

@@ -272,68 +272,34 @@ def test_plugin_pde_through_config(poisson_toml, tmp_path, monkeypatch):
     assert "pde.name" in msg and "cannot be imported" in msg
 
 
-# -- known bugs, documented ---------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG ddpinn/io/config.py:255 validate(): 'domain.time' has no type check "
-    "(Optional[list] skips _coerce), so `time = 1.0` reaches len(d.time) and raises "
-    "TypeError instead of ConfigError"))
+# -- types inside tables, ranges, overrides ---------------------------------------------------
 def test_domain_time_scalar(poisson_toml):
     msg = error_of(poisson_toml, ["domain.time=1.0"])
     assert "domain.time" in msg
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG ddpinn/io/config.py:315-319 apply_overrides(): an override that descends through "
-    "a scalar (`--set case.name.x=1`) does node.setdefault on a str and then item "
-    "assignment, raising TypeError instead of ConfigError"))
 def test_override_through_scalar(poisson_toml):
     msg = error_of(poisson_toml, ["case.name.x=1"])
     assert "case.name" in msg
 
 
-_TABLE_VALUES = pytest.mark.xfail(strict=True, reason=(
-    "BUG ddpinn/io/config.py _coerce()/_build() check only that 'pde.params', 'pde.inverse' "
-    "and 'interface.weights' are tables, never the values inside, and "
-    "ddpinn/problem.py build_problem() does not either: `params = { k = \"two\" }` is "
-    "accepted and fails later with TypeError/ValueError (Solver construction or the first "
-    "training step)"))
-
-
 @pytest.mark.parametrize("override,field", [
-    pytest.param("pde.params.k='two'", "pde.params.k", marks=_TABLE_VALUES),
-    pytest.param("interface.weights.average_solution='big'",
-                 "interface.weights.average_solution", marks=_TABLE_VALUES),
-    pytest.param("pde.inverse={k='x'}", "pde.inverse.k", marks=_TABLE_VALUES),
+    ("pde.params.k='two'", "pde.params.k"),
+    ("interface.weights.average_solution='big'", "interface.weights.average_solution"),
+    ("pde.inverse={k='x'}", "pde.inverse.k"),
 ])
 def test_table_values_are_type_checked(poisson_toml, override, field):
     msg = error_of(poisson_toml, [override])
     assert field in msg
 
 
-def _range_bug(what):
-    return pytest.mark.xfail(strict=True, reason=(
-        "BUG ddpinn/io/config.py validate() has no range check for " + what))
-
-
 @pytest.mark.parametrize("override,field", [
-    pytest.param("stages.0.lr=-1.0", "stages[0].lr", marks=_range_bug(
-        "'stages[i].lr': lr = -1 is accepted; torch.optim.Adam raises ValueError('Invalid "
-        "learning rate') only when training starts")),
-    pytest.param("stages.0.decay_steps=0", "stages[0].decay_steps", marks=_range_bug(
-        "'stages[i].decay_steps': 0 is accepted; trainer.lr_factor() divides by it "
-        "(ZeroDivisionError in the first exponential-schedule step)")),
-    pytest.param("points.data=-1", "points.data", marks=_range_bug(
-        "'points.data': -1 is accepted; build_points() fails with numpy 'negative "
-        "dimensions are not allowed' when the Solver is built")),
-    pytest.param("network.fourier_features=-1", "network.fourier_features", marks=_range_bug(
-        "'network.fourier_features': -1 is accepted; BatchedMLP raises RuntimeError "
-        "'negative dimension' when the Solver is built")),
-    pytest.param("network.periodic_harmonics=0", "network.periodic_harmonics",
-                 marks=_range_bug(
-                     "'network.periodic_harmonics': 0 is accepted, and then a periodic axis "
-                     "gets no features at all: the experts silently ignore that coordinate")),
-    pytest.param("output.grid=[0, 5]", "output.grid", marks=_range_bug(
-        "'output.grid' entries: 0 is accepted (an empty evaluation grid)")),
+    ("stages.0.lr=-1.0", "stages[0].lr"),
+    ("stages.0.decay_steps=0", "stages[0].decay_steps"),
+    ("points.data=-1", "points.data"),
+    ("network.fourier_features=-1", "network.fourier_features"),
+    ("network.periodic_harmonics=0", "network.periodic_harmonics"),
+    ("output.grid=[0, 5]", "output.grid"),
 ])
 def test_out_of_range_values_are_rejected(poisson_toml, override, field):
     msg = error_of(poisson_toml, [override])

@@ -259,20 +259,8 @@ def test_partition_covers_every_rank_and_is_balanced(grid):
             assert blk == sorted(blk) and all(owner[s] == r for s in blk)
 
 
-_DISCONNECTED = pytest.mark.xfail(strict=True, reason=(
-    "BUG ddpinn/decomposition/partition.py bisect(): the cut takes the first n_left sids in "
-    "(cut-axis index, sid) order, so when n_left does not fill whole slabs the partial slab "
-    "is taken in sid order and the block can be disconnected, e.g. partition([2,2,2], 3) "
-    "gives rank 1 sids [2, 3, 4], and partition([3,2], 4) gives rank 1 sids [1, 2]"))
-
-
 @pytest.mark.parametrize("grid", [
-    [8], [7], [2, 2],
-    pytest.param([4, 4], marks=_DISCONNECTED),
-    pytest.param([2, 2, 2], marks=_DISCONNECTED),
-    pytest.param([4, 4, 4, 2], marks=_DISCONNECTED),
-    pytest.param([3, 5], marks=_DISCONNECTED),
-    pytest.param([3, 2], marks=_DISCONNECTED),
+    [8], [7], [2, 2], [4, 4], [2, 2, 2], [4, 4, 4, 2], [3, 5], [3, 2], [5, 3, 2],
 ])
 def test_partition_blocks_are_connected(grid):
     d = decompose(unit_box(len(grid)), grid)

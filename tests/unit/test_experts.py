@@ -179,11 +179,11 @@ def test_activations_build(activation):
 
 
 # -- Fields: closed forms -------------------------------------------------------------------------
-def closed_form_fields(create_graph=True):
+def closed_form_fields():
     x = inputs(2, n=25, seed=3, requires_grad=True)
     X, Y, T = x[..., 0], x[..., 1], x[..., 2]
     u = torch.stack([torch.sin(X) * Y ** 2 * T, torch.exp(X) * Y + T ** 3], dim=-1)
-    return x, Fields(x, u, ("x", "y", "t"), ("u", "v"), create_graph=create_graph)
+    return x, Fields(x, u, ("x", "y", "t"), ("u", "v"))
 
 
 def test_fields_closed_forms():
@@ -238,35 +238,20 @@ def test_fields_independent_output_gives_zero_gradient():
     assert torch.all(f.d("a", "t") == 0)
 
 
-_NO_GRAPH_BUG = (
-    "BUG ddpinn/nn/derivatives.py:14 _grad() / :65 Fields.hess_row(): with "
-    "create_graph=False, (a) the first autograd.grad frees the graph of u (retain_graph "
-    "defaults to create_graph), so a second derivative request on the same u "
-    "(another output's grad, or any d2) raises 'Trying to backward through the graph a "
-    "second time', and (b) the second derivative differentiates self.grad(k), which has no "
-    "grad_fn ('element 0 of tensors does not require grad'; also when u is linear in x, "
-    "even with create_graph=True). This breaks ddpinn/training/solver.py:162 "
-    "Solver.residual_norm() for every PDE with second derivatives or several outputs "
-    "(poisson, helmholtz, heat, burgers, allen_cahn, kovasznay, beltrami)")
-
-
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
-def test_fields_second_derivatives_without_graph():
-    x, f = closed_form_fields(create_graph=False)
+def test_fields_laplacian_closed_form():
+    x, f = closed_form_fields()
     X, Y, T = (x[..., i].detach() for i in range(3))
     torch.testing.assert_close(f.laplacian("u"), -torch.sin(X) * Y ** 2 * T
                                + 2 * torch.sin(X) * T, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
-def test_fields_several_outputs_without_graph():
-    x, f = closed_form_fields(create_graph=False)
+def test_fields_several_outputs():
+    x, f = closed_form_fields()
     X, Y, T = (x[..., i].detach() for i in range(3))
     torch.testing.assert_close(f.d("u", "x"), torch.cos(X) * Y ** 2 * T)
     torch.testing.assert_close(f.d("v", "y"), torch.exp(X))
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
 def test_fields_second_derivative_of_linear_output_is_zero():
     x = inputs(1, n=5, requires_grad=True)
     u = (2 * x[..., 0] + x[..., 1])[..., None]
@@ -325,15 +310,3 @@ def test_fields_derivatives_are_per_expert():
     assert not torch.allclose(g0[2], g1[2])
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRAPH_BUG)
-def test_solver_residual_norm_with_second_derivatives(poisson_toml):
-    """Solver.residual_norm() evaluates the residual with create_graph=False."""
-    from ddpinn.io.config import load
-    from ddpinn.parallel import SerialComm
-    from ddpinn.problem import build_problem
-    from ddpinn.training.solver import Solver
-
-    cfg = load(poisson_toml, ["case.dtype=float64", "network.width=4", "points.interior=16",
-                              "points.boundary=4", "points.interface=4"])
-    norm = Solver(build_problem(cfg), SerialComm()).residual_norm()
-    assert math.isfinite(norm) and norm > 0
