@@ -54,10 +54,11 @@ class DistributedLBFGS:
         return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
                 for p in self.params]
 
-    def _add_(self, alpha, direction):
+    def _set_(self, start, alpha, direction):
+        """params = start + alpha * direction (exactly ``start`` for alpha = 0)."""
         with torch.no_grad():
-            for p, d in zip(self.params, direction):
-                p.add_(d, alpha=alpha)
+            for p, x0, d in zip(self.params, start, direction):
+                p.copy_(x0 + alpha * d if alpha else x0)
 
     def _direction(self, g):
         """Two-loop recursion: -H g."""
@@ -94,24 +95,27 @@ class DistributedLBFGS:
             self.s, self.y, self.rho = [], [], []
             d = [-x for x in g]
             gtd = self._dot(g, d)
-        if self.n_iter == 0:
-            gnorm1 = self.comm.allreduce(sum(float(x.abs().sum()) for x in g[:len(self.dist_params)])) \
-                + sum(float(x.abs().sum()) for x in g[len(self.dist_params):])
-            t = min(1.0, 1.0 / max(gnorm1, 1e-30)) * self.lr
+        if self.s:
+            t = self.lr  # the history scales the direction
         else:
-            t = self.lr
+            # Steepest descent (first iteration or after a reset): scale by the gradient.
+            nd = len(self.dist_params)
+            gnorm1 = self.comm.allreduce(sum(float(x.abs().sum()) for x in g[:nd])) \
+                + sum(float(x.abs().sum()) for x in g[nd:])
+            t = min(1.0, 1.0 / max(gnorm1, 1e-30)) * self.lr
         new_loss = loss
         accepted = False
+        start = [p.detach().clone() for p in self.params]
         for _ in range(self.max_evals):
-            self._add_(t, d)
+            self._set_(start, t, d)
             new_loss = closure()
             if new_loss <= loss + self.c1 * t * gtd:
                 accepted = True
                 break
-            self._add_(-t, d)
             t *= self.backtrack
         if not accepted:
-            new_loss = closure()  # restore gradients at the current point
+            self._set_(start, 0.0, d)
+            new_loss = closure()  # gradients at the current point again
             self._current = (new_loss, self._grads())
             self.s, self.y, self.rho = [], [], []
             self.n_iter += 1
@@ -121,7 +125,8 @@ class DistributedLBFGS:
         s = [t * x for x in d]
         y = [a - b for a, b in zip(g_new, g)]
         ys = self._dot(y, s)
-        if ys > 1e-10:
+        # Curvature condition, relative so that small steps in float32 still count.
+        if ys > 1e-10 * self._dot(y, y):
             if len(self.s) == self.history:
                 self.s.pop(0), self.y.pop(0), self.rho.pop(0)
             self.s.append(s)
