@@ -58,6 +58,7 @@ class NetworkSection:
     fourier_features: int = 0
     fourier_scale: float = 1.0
     periodic_harmonics: int = 2
+    derivatives: str = "taylor"
 
 
 @dataclass
@@ -280,6 +281,7 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
     _choice("case.dtype", cfg.case.dtype, DTYPES)
     _choice("network.activation", cfg.network.activation, ACTIVATIONS)
+    _choice("network.derivatives", cfg.network.derivatives, ("taylor", "autograd"))
     _choice("parallel.backend", cfg.parallel.backend, BACKENDS)
     _choice("parallel.device", cfg.parallel.device, DEVICES)
     for i, st in enumerate(cfg.stages):

@@ -16,7 +16,7 @@ import torch
 
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS
-from ddpinn.nn import Fields
+from ddpinn.nn.taylor import make_fields
 
 
 @dataclass
@@ -25,7 +25,7 @@ class LossTerms:
 
     total : scalar Tensor, sum over local experts (differentiable); its gradient, with the
         other sides detached, is the gradient of the objective ``metrics["loss"]``
-    metrics : dict name -> float, local sums (reduce with a sum across ranks)
+    metrics : dict name -> ndarray (E,), per local expert (the caller reduces them)
     """
 
     total: torch.Tensor
@@ -33,7 +33,7 @@ class LossTerms:
 
 
 def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, weights,
-               quantities) -> LossTerms:
+               quantities, derivatives="taylor") -> LossTerms:
     """Collective (neighbour exchange). Loss of this rank's experts.
 
     Parameters
@@ -46,10 +46,12 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     cond_weights : dict str -> float
     weights : LossSection (residual, boundary, data)
     quantities : tuple of str, interface quantities the conditions need
+    derivatives : str, derivative engine ("taylor" or "autograd"; see
+        :func:`ddpinn.nn.taylor.make_fields`)
     """
     x = batch.x.detach().requires_grad_(True)
-    u = model(x)
-    fields = Fields(x, u, pde.axes, pde.outputs)
+    fields = make_fields(model, x, pde.axes, pde.outputs, derivatives)
+    u = fields.u
     res = pde.residual(fields, params)  # (E, N, q)
 
     mine = exchange.interface_values(plan, fields, res, pde, params, quantities)
@@ -62,29 +64,33 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     per_expert = weights.residual * per_res + weights.boundary * per_bc + weights.data * per_data
 
     other = exchange.complete(plan, comm, mine, handle)
-    metrics = {"residual": per_res.sum().item(), "boundary": per_bc.sum().item(),
-               "data": per_data.sum().item()}
-    objective = per_expert.detach().sum()
-    if plan.n_sides:
-        penalties = exchange.condition_losses(conditions, mine, other)
+    n_experts = per_expert.shape[0]
+
+    def per_expert_sum(side_values):
+        """(S,) per interface side -> (E,) per expert, in a fixed (e, iid) order."""
+        out = torch.zeros(n_experts, dtype=side_values.dtype, device=side_values.device)
+        return out.index_add(0, plan.expert, side_values) if plan.n_sides else out
+
+    metrics = {"residual": per_res.detach(), "boundary": per_bc.detach(),
+               "data": per_data.detach()}
+    objective = per_expert.detach()
+    penalties = exchange.condition_losses(conditions, mine, other) if plan.n_sides else {}
+    if penalties:
         side_total = sum(cond_weights.get(n, 1.0) * v for n, v in penalties.items())
-        per_expert = per_expert.index_add(0, plan.expert, side_total)
-        objective = objective + sum(
-            cond_weights.get(n, 1.0) * (0.5 if CONDITIONS[n].symmetric else 1.0) * v.detach().sum()
-            for n, v in penalties.items())
-        for n, v in penalties.items():
-            metrics[f"if_{n}"] = v.sum().item()
-        mismatch = (mine["u"] - other["u"]).detach().pow(2).sum(-1).mean(-1)
-        for kind in ("space", "time"):
-            sel = [s for s, k in enumerate(plan.kind) if k == kind]
-            metrics[f"mismatch_{kind}"] = mismatch[sel].sum().item() if sel else 0.0
-            metrics[f"sides_{kind}"] = float(len(sel))
-    else:
-        for n in conditions:
-            metrics[f"if_{n}"] = 0.0
-        for kind in ("space", "time"):
-            metrics[f"mismatch_{kind}"] = 0.0
-            metrics[f"sides_{kind}"] = 0.0
+        per_expert = per_expert + per_expert_sum(side_total)
+    for n in conditions:
+        v = penalties[n].detach() if n in penalties else torch.zeros(plan.n_sides,
+                                                                        dtype=objective.dtype)
+        metrics[f"if_{n}"] = per_expert_sum(v)
+        half = 0.5 if CONDITIONS[n].symmetric else 1.0
+        objective = objective + cond_weights.get(n, 1.0) * half * metrics[f"if_{n}"]
+    mismatch = (mine["u"] - other["u"]).detach().pow(2).sum(-1).mean(-1) if plan.n_sides \
+        else torch.zeros(0, dtype=objective.dtype)
+    for kind in ("space", "time"):
+        sel = torch.tensor([k == kind for k in plan.kind], dtype=objective.dtype)
+        metrics[f"mismatch_{kind}"] = per_expert_sum(mismatch * sel)
+        metrics[f"sides_{kind}"] = per_expert_sum(sel)
+    metrics["loss"] = objective
     total = per_expert.sum()
-    metrics["loss"] = float(objective)
+    metrics = {k: v.double().cpu().numpy() for k, v in metrics.items()}
     return LossTerms(total, metrics)

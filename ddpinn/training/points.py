@@ -81,9 +81,11 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
                                for itf in decomp.interfaces_of(sid)]
         rows.append(parts)
 
-    sizes = [n_int + n_bc * len(p["boundary"]) + len(p["data"]) + n_if * len(p["interfaces"])
-             for p in rows]
-    E, N = len(sids), max(sizes)
+    # Pad to the largest subdomain of the whole decomposition, not of this rank: identical
+    # shapes make each expert's arithmetic bitwise the same on any rank count.
+    N = max(n_int + n_bc * len(decomp.boundary_faces(s, time_axis)) + n_data
+            + n_if * len(decomp.interfaces_of(s)) for s in range(decomp.n_subdomains))
+    E = len(sids)
     x = np.empty((E, N, d))
     res_w = np.zeros((E, N))
     bc_w, bc_t = np.zeros((E, N, m)), np.zeros((E, N, m))

@@ -14,6 +14,7 @@ from ddpinn.interface import exchange
 from ddpinn.interface.conditions import needed_quantities
 from ddpinn.nn import BatchedMLP
 from ddpinn.parallel.backends import make_backend
+from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.loss import local_loss
 from ddpinn.training.points import build_points
 
@@ -52,7 +53,6 @@ class Solver:
         self.shared = nn.ParameterDict({
             n: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=device))
             for n, v in sorted(cfg.pde.inverse.items())})
-        self.params = {**self.pde.params, **dict(self.shared)}
         self.backend = make_backend(cfg.parallel.backend, comm)
         self.conditions = problem.conditions
         self.quantities = needed_quantities(self.conditions)
@@ -74,6 +74,9 @@ class Solver:
         return True
 
     # -- loss ----------------------------------------------------------------------------
+    def _backend_int_sum(self, ints: np.ndarray) -> np.ndarray:
+        return self.backend.allreduce_sum_(torch.from_numpy(ints.copy())).numpy()
+
     def parameters(self):
         return list(self.model.parameters()) + list(self.shared.parameters())
 
@@ -86,24 +89,31 @@ class Solver:
 
         Returns
         -------
-        loss : float, the global loss (sum over all experts)
-        metrics : dict name -> float, global sums
+        loss : float, the global objective (sum over all experts)
+        metrics : dict name -> float, global sums (bitwise the same on any rank count)
         """
         self.zero_grad()
-        terms = local_loss(self.model, self.pde, self.params, self.batch, self.plan, self.comm,
-                           self.conditions, self.problem.condition_weights, self.cfg.loss,
-                           self.quantities)
+        n_local, n_total = self.model.n_experts, self.decomposition.n_subdomains
+        # Each expert sees its own leaf copy of every shared unknown, shape (E, 1), so the
+        # per-expert gradient contributions can be summed in a rank-independent way.
+        leaves = {n: p.detach().reshape(1, 1).expand(n_local, 1).clone().requires_grad_(True)
+                  for n, p in self.shared.items()}
+        terms = local_loss(self.model, self.pde, {**self.pde.params, **leaves}, self.batch,
+                           self.plan, self.comm, self.conditions,
+                           self.problem.condition_weights, self.cfg.loss, self.quantities,
+                           derivatives=self.cfg.network.derivatives)
         terms.total.backward()
-        if len(self.shared):
-            # One fused allreduce for all shared gradients.
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p)
-                     for p in self.shared.values()]
-            flat = torch.stack([g.reshape(()) for g in grads])
-            self.backend.allreduce_sum_(flat)
-            for p, g in zip(self.shared.values(), flat):
-                p.grad = g.clone()
+        if leaves:
+            per_expert = np.stack([
+                leaf.grad.reshape(-1).double().cpu().numpy() if leaf.grad is not None
+                else np.zeros(n_local) for leaf in leaves.values()], axis=1)
+            # One fused allreduce (through the configured backend) for all shared gradients.
+            grads = reproducible_sum(self.comm, per_expert, n_total, self._backend_int_sum)
+            for p, g in zip(self.shared.values(), grads):
+                p.grad = torch.tensor(g, dtype=p.dtype, device=p.device)
         keys = sorted(terms.metrics)
-        totals = self.comm.allreduce(np.array([terms.metrics[k] for k in keys]))
+        per_expert = np.stack([terms.metrics[k] for k in keys], axis=1)  # (E, K)
+        totals = reproducible_sum(self.comm, per_expert, n_total)
         metrics = dict(zip(keys, (float(v) for v in totals)))
         for kind in ("space", "time"):
             n = metrics.pop(f"sides_{kind}")

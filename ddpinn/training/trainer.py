@@ -69,7 +69,8 @@ class Trainer:
         if stage.optimizer == "adam":
             return torch.optim.Adam(s.parameters(), lr=lr)
         return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()), s.comm,
-                                lr=lr, history=stage.history, max_evals=stage.max_evals)
+                                s.decomposition.n_subdomains, lr=lr, history=stage.history,
+                                max_evals=stage.max_evals)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _named_model(self):
