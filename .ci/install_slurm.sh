@@ -11,6 +11,9 @@
 #   slurm-wlm-basic-plugins         auth/munge, select/cons_tres, proctrack/linuxproc and the
 #                                   mpi/pmi2 plugin that `srun --mpi=pmi2` needs
 #   munge                           munged + mungekey
+# Not installed: PMIx. Debian's mpi/pmix plugin dlopens pmix2/lib/libpmix.so, which only
+# libpmix-dev provides (libpmix2 alone is not enough), so the daemons log "mpi/pmix_v4: can not
+# load PMIx library" at start. Harmless: the MPICH wheel uses --mpi=pmi2, which needs nothing.
 set -euo pipefail
 
 pkgs=(slurm-wlm slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge)
@@ -23,6 +26,11 @@ for p in "${pkgs[@]}"; do
 done
 
 if ((${#missing[@]})); then
+    if ! command -v apt-get >/dev/null; then
+        echo "install_slurm: no apt-get here; install Slurm (slurmctld, slurmd, client, the mpi/pmi2" \
+            "plugin) and MUNGE with this system's package manager" >&2
+        exit 1
+    fi
     if [[ $(id -u) -ne 0 ]]; then
         SUDO=sudo
     else
@@ -49,4 +57,6 @@ fi
 echo "install_slurm: $(slurmctld -V) (slurmctld) | $(slurmd -V) (slurmd)" \
     "| slurm-client $(dpkg-query -W -f='${Version}' slurm-client) | $(munged --version 2>&1 | head -n1)"
 plugdir=$(dirname "$(dpkg -L slurm-wlm-basic-plugins | grep -m1 '/mpi_pmi2.so$')")
-echo "install_slurm: mpi plugins in $plugdir: $(cd "$plugdir" && ls mpi_*.so | tr '\n' ' ')"
+plugins=("$plugdir"/mpi_*.so)
+plugins=("${plugins[@]##*/}")
+echo "install_slurm: mpi plugins in $plugdir: ${plugins[*]}"
