@@ -88,7 +88,7 @@ class LossSection:
 class StageSection:
     optimizer: str = "adam"
     steps: int = 1000
-    lr: float = 1e-3
+    lr: Optional[float] = None  # default by optimizer: DEFAULT_LR
     schedule: str = "constant"
     decay_rate: float = 0.5
     decay_steps: int = 1000
@@ -150,6 +150,8 @@ class Config:
 REQUIRED = {"domain.lower", "domain.upper", "pde.name", "decomposition.grid"}
 DTYPES = ("float32", "float64")
 OPTIMIZERS = ("adam", "lbfgs")
+# Adam's step size, and L-BFGS's initial step along its (already scaled) direction.
+DEFAULT_LR = {"adam": 1e-3, "lbfgs": 1.0}
 SCHEDULES = ("constant", "exponential", "cosine")
 ACTIVATIONS = ("tanh", "sin", "gelu", "silu")
 BACKENDS = ("mpi4py", "torch", "horovod", "auto")
@@ -276,6 +278,12 @@ def validate(cfg: Config) -> None:
         if value < low:
             raise ConfigError(f"field {path!r} = {value!r} must be >= {low}")
     for i, st in enumerate(cfg.stages):
+        _choice(f"stages[{i}].optimizer", st.optimizer, OPTIMIZERS)
+        if st.lr is None:
+            st.lr = DEFAULT_LR[st.optimizer]
+        elif isinstance(st.lr, bool) or not isinstance(st.lr, (int, float)):
+            raise ConfigError(f"field 'stages[{i}].lr' = {st.lr!r} has the wrong type: "
+                              f"expected a number")
         for key in ("lr", "decay_rate"):
             if not getattr(st, key) > 0:
                 raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
@@ -285,7 +293,6 @@ def validate(cfg: Config) -> None:
     _choice("parallel.backend", cfg.parallel.backend, BACKENDS)
     _choice("parallel.device", cfg.parallel.device, DEVICES)
     for i, st in enumerate(cfg.stages):
-        _choice(f"stages[{i}].optimizer", st.optimizer, OPTIMIZERS)
         _choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
