@@ -284,6 +284,7 @@ def validate(cfg: Config) -> None:
         elif isinstance(st.lr, bool) or not isinstance(st.lr, (int, float)):
             raise ConfigError(f"field 'stages[{i}].lr' = {st.lr!r} has the wrong type: "
                               f"expected a number")
+        st.lr = float(st.lr)
         for key in ("lr", "decay_rate"):
             if not getattr(st, key) > 0:
                 raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
