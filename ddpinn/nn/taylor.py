@@ -266,6 +266,7 @@ class TaylorFields:
         if x.dim() != 3 or x.shape[-1] != len(self.axes):
             raise ValueError(f"x must have shape (E, N, {len(self.axes)}), got {tuple(x.shape)}")
         self._derivs_fn = ACTIVATION_DERIVATIVES[name]
+        self._tanh = name == "tanh"
         self._u = None
         self._enc = None        # h_0 = encode(x): (E, N, enc)
         self._z = []            # pre-activations of the hidden layers: (E, N, H)
@@ -420,10 +421,15 @@ class TaylorFields:
             m = self.model
             d2h = self._encoding_second(missing)
             for layer in range(len(self._z)):
-                a1, a2 = self._act(layer, second=True)
+                fused = self._tanh and d2h is not None
+                a1, a2 = self._act(layer, second=not fused)
                 q = _quadratic(self._dz[layer], missing)
                 if d2h is None:
                     d2h = a2[:, :, None] * q
+                elif self._tanh:  # act'' = -2 h act': d2h = act' (d2z - 2 h q), fewer ops
+                    d2z = _linear(d2h, m.weights[layer])
+                    h = self._h[layer][:, :, None]
+                    d2h = a1[:, :, None] * torch.addcmul(d2z, h, q, value=-2.0)
                 else:
                     d2z = _linear(d2h, m.weights[layer])
                     d2h = torch.addcmul(a1[:, :, None] * d2z, a2[:, :, None], q)
