@@ -52,18 +52,26 @@ def build_problem(cfg: Config) -> Problem:
     decomposition = decompose(box, cfg.decomposition.grid, periodic, time_axis)
 
     conditions = cfg.interface.conditions
+    weights = dict(cfg.interface.weights)
     if isinstance(conditions, str):
-        raise ConfigError(f"field 'interface.conditions' = {conditions!r}: give a list of "
-                          f"condition names")
+        if not conditions.startswith("metalic:") or not conditions[len("metalic:"):]:
+            raise ConfigError(f"field 'interface.conditions' = {conditions!r}: give a list of "
+                              f"condition names, or \"metalic:PATH\" (a METALIC campaign file "
+                              f"or state) for the conditions it learnt best for these PDE "
+                              f"parameters")
+        from ddpinn.metalic import resolve_conditions
+
+        conditions = resolve_conditions(conditions[len("metalic:"):], pde.name, pde.params)
+        # weights of conditions the campaign did not pick do not apply
+        weights = {k: v for k, v in weights.items() if k in conditions}
     conditions = list(conditions) or list(DEFAULT_CONDITIONS)
     for c in conditions:
         try:
             get_condition(c)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    for c in cfg.interface.weights:
+    for c in weights:
         if c not in conditions:
             raise ConfigError(f"field 'interface.weights.{c}' weights a condition that is "
                               f"not active; active: {', '.join(conditions)}")
-    return Problem(cfg, pde, box, decomposition, time_axis, conditions,
-                   dict(cfg.interface.weights))
+    return Problem(cfg, pde, box, decomposition, time_axis, conditions, weights)

@@ -1,0 +1,28 @@
+"""METALIC: learn which interface conditions work best, as a function of PDE parameters.
+
+Li, Penwarden, Xu, Tillinghast, Narayan, Kirby, Zhe, "Meta Learning of Interface Conditions
+for Multi-Domain Physics-Informed Neural Networks", ICML 2023. A contextual bandit whose arms
+are sets of interface conditions (binary masks over an ordered candidate list) and whose
+contexts are PDE parameters; a Gaussian-process reward model (scikit-learn) over (context, arm)
+picks the arm of each training run by UCB or Thompson sampling; a two-stage variant picks one
+arm for the Adam stage and one for the L-BFGS stage.
+
+Modules: :mod:`arms`, :mod:`contexts`, :mod:`model` (GP), :mod:`bandit` (decisions),
+:mod:`campaign` (campaign files), :mod:`state` (the locked state file), :mod:`reward`,
+:mod:`runner` (workers), :mod:`suggest`, :mod:`report`, :mod:`references` (Cole-Hopf Burgers),
+:mod:`synthetic` (reward functions with a known best arm), :mod:`commands` (the CLI).
+
+Nothing here is imported by ``ddpinn run`` unless a case says ``conditions = "metalic:PATH"``;
+scikit-learn is needed only then.
+"""
+
+
+def resolve_conditions(path, pde_name: str, params: dict) -> list:
+    """Conditions for ``interface.conditions = "metalic:PATH"``: the campaign's best arm by
+    posterior mean at ``params`` (see :func:`ddpinn.metalic.suggest.resolve_conditions`)."""
+    from ddpinn.metalic.suggest import resolve_conditions as _resolve
+
+    return _resolve(path, pde_name, params)
+
+
+__all__ = ["resolve_conditions"]
