@@ -5,6 +5,7 @@ gradients are fused into one flat tensor, so each step makes one call.
 """
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -56,6 +57,13 @@ class TorchDistributedBackend:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend, init_method=addr, rank=comm.rank,
                                     world_size=comm.size)
+            # Tear the group down before the interpreter exits: gloo's threads otherwise
+            # abort the process at exit ("terminate called without an active exception").
+            atexit.register(self.close)
+
+    def close(self) -> None:
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
 
     def allreduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM)
