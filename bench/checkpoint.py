@@ -22,6 +22,7 @@ from report import update_section  # noqa: E402
 from ddpinn.io import checkpoint  # noqa: E402
 from ddpinn.io.config import load  # noqa: E402
 from ddpinn.parallel import world  # noqa: E402
+from ddpinn.parallel.errors import install_abort_hook  # noqa: E402
 from ddpinn.problem import build_problem  # noqa: E402
 from ddpinn.training.solver import Solver  # noqa: E402
 from ddpinn.training.trainer import Trainer  # noqa: E402
@@ -35,6 +36,9 @@ def build(comm, out, args, every):
         f'output.dir="{out}"', "output.log_every=0", "output.eval_every=0",
         f"output.checkpoint_every={every}", "output.keep_checkpoints=2"])
     solver = Solver(build_problem(cfg), comm)
+    if comm.rank == 0:
+        Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)
+    comm.barrier()
     return Trainer(solver, Path(cfg.output.dir))
 
 
@@ -45,6 +49,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     comm = world()
+    install_abort_hook(comm)
     tmp = Path(comm.bcast(tempfile.mkdtemp(prefix="ddpinn-ckpt-") if comm.rank == 0 else None))
 
     trainer = build(comm, tmp / "io", args, 0)
