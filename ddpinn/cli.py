@@ -200,7 +200,9 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
              "pde_outputs": ",".join(problem.pde.outputs),
              "decomposition_grid": list(problem.decomposition.grid),
              "n_subdomains": problem.decomposition.n_subdomains, "n_ranks": n_ranks,
-             "interface_conditions": ", ".join(problem.conditions),
+             "interface_conditions": " | ".join(", ".join(c) for c in problem.stage_conditions)
+             if any(c != problem.conditions for c in problem.stage_conditions)
+             else ", ".join(problem.conditions),
              "reference": grid.source, "training_seconds": float(elapsed), **errors}
     write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs)
     (run_dir / "errors.json").write_text(json.dumps(errors, indent=1) + "\n")

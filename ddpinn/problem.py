@@ -24,6 +24,7 @@ class Problem:
     time_axis: int | None
     conditions: list
     condition_weights: dict
+    stage_conditions: list  # one list of condition names per training stage
 
 
 def build_problem(cfg: Config) -> Problem:
@@ -65,13 +66,24 @@ def build_problem(cfg: Config) -> Problem:
         # weights of conditions the campaign did not pick do not apply
         weights = {k: v for k, v in weights.items() if k in conditions}
     conditions = list(conditions) or list(DEFAULT_CONDITIONS)
-    for c in conditions:
-        try:
-            get_condition(c)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    # A stage may name its own set (e.g. METALIC's two-stage choice); default: the case's.
+    stage_conditions = []
+    for i, st in enumerate(cfg.stages):
+        if st.conditions is not None and not st.conditions:
+            raise ConfigError(f"field 'stages[{i}].conditions' is empty: name at least one "
+                              f"interface condition or leave the field out")
+        stage_conditions.append(list(st.conditions) if st.conditions is not None
+                                else conditions)
+    for names in [conditions] + stage_conditions:
+        for c in names:
+            try:
+                get_condition(c)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    active = sorted({c for names in [conditions] + stage_conditions for c in names})
     for c in weights:
-        if c not in conditions:
+        if c not in active:
             raise ConfigError(f"field 'interface.weights.{c}' weights a condition that is "
-                              f"not active; active: {', '.join(conditions)}")
-    return Problem(cfg, pde, box, decomposition, time_axis, conditions, weights)
+                              f"not active; active: {', '.join(active)}")
+    return Problem(cfg, pde, box, decomposition, time_axis, conditions, weights,
+                   stage_conditions)

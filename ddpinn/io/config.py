@@ -94,6 +94,7 @@ class StageSection:
     decay_steps: int = 1000
     history: int = 50
     max_evals: int = 25
+    conditions: Optional[list] = None  # interface conditions of this stage (default: case's)
 
 
 @dataclass

@@ -54,10 +54,14 @@ class Solver:
             n: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=device))
             for n, v in sorted(cfg.pde.inverse.items())})
         self.backend = make_backend(cfg.parallel.backend, comm)
-        self.conditions = problem.conditions
-        self.quantities = needed_quantities(self.conditions)
+        self.set_conditions(problem.conditions)
         self.epoch = -1
         self.resample(0)
+
+    def set_conditions(self, names) -> None:
+        """Active interface conditions (and hence what is computed and exchanged)."""
+        self.conditions = list(names)
+        self.quantities = needed_quantities(self.conditions)
 
     # -- points --------------------------------------------------------------------------
     def resample(self, epoch: int) -> bool:

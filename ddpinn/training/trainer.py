@@ -64,7 +64,9 @@ class Trainer:
 
     # -- optimizers ----------------------------------------------------------------------
     def _make_optimizer(self, stage):
+        """Optimizer of ``stage`` (the current one); also switches to its interface conditions."""
         s = self.solver
+        s.set_conditions(s.problem.stage_conditions[self.stage_index])
         lr = stage.lr * self.lr_scale
         if stage.optimizer == "adam":
             return torch.optim.Adam(s.parameters(), lr=lr)

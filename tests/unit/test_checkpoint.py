@@ -277,3 +277,31 @@ def test_restore_rejects_other_decomposition(poisson_toml, tmp_path):
                          ["decomposition.grid=[4, 1]"])
     with pytest.raises(DDPINNError, match="another decomposition"):
         other.restore(state)
+
+
+def test_stage_conditions_switch_between_stages(tmp_path):
+    """A stage may name its own interface conditions; the trainer switches at the stage."""
+    from ddpinn.io.config import load
+    from ddpinn.parallel import SerialComm
+    from ddpinn.problem import build_problem
+    from ddpinn.training.solver import Solver
+    from ddpinn.training.trainer import Trainer
+    from ddpinn.io.metrics import read_metrics
+
+    from pathlib import Path
+
+    case = Path(__file__).resolve().parents[2] / "cases" / "poisson2d.toml"
+    cfg = load(case, ["case.dtype=\"float64\"", "network.width=6", "points.interior=20",
+                      "points.boundary=4", "points.interface=4", "stages.0.steps=2",
+                      "stages.1.steps=2", "stages.1.conditions=[\"solution_continuity\"]",
+                      "interface.weights={}", f'output.dir="{tmp_path}"',
+                      "output.log_every=0", "output.eval_every=0"])
+    problem = build_problem(cfg)
+    assert problem.stage_conditions[1] == ["solution_continuity"]
+    assert problem.stage_conditions[0] == problem.conditions
+    trainer = Trainer(Solver(problem, SerialComm()), tmp_path)
+    trainer.train()
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert rows[1]["if_average_solution"] > 0 and "if_solution_continuity" not in rows[1]
+    assert "if_solution_continuity" in rows[3] and "if_average_solution" not in rows[3]
+    assert trainer.solver.quantities == ("u",)

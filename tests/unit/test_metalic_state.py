@@ -160,16 +160,24 @@ def test_bad_campaign_one_clear_error(tmp_path, edit, msg):
         load_campaign(path)
 
 
-def test_two_stage_training_needs_per_stage_conditions(tmp_path):
+def test_two_stage_training_campaign_sets_conditions_per_stage(tmp_path):
+    """Two-stage campaigns drive training runs through ``stages.K.conditions``."""
+    from ddpinn.io.config import load
     from ddpinn.metalic.campaign import per_stage_conditions_supported
+    from ddpinn.problem import build_problem
 
-    if per_stage_conditions_supported():
-        pytest.skip("the trainer has per-stage conditions")
+    assert per_stage_conditions_supported()
     heat_campaign(tmp_path)
     path = tmp_path / "heat.toml"
     path.write_text(path.read_text().replace("[campaign]", "[campaign]\nstages = 2", 1))
-    with pytest.raises(CampaignError, match="per-stage interface conditions"):
-        load_campaign(path)
+    campaign = load_campaign(path)
+    arms = [0, len(campaign.arms.masks) - 1]
+    first, second = (campaign.arms.conditions(a) for a in arms)
+    assert first != second
+    sets = campaign.overrides({"kappa": 0.2}, arms, tmp_path / "run")
+    assert any(s.startswith("stages.1.conditions=") for s in sets)
+    problem = build_problem(load(CASES / "heat1d.toml", sets))
+    assert problem.stage_conditions == [first, second]
 
 
 # -- the state file -------------------------------------------------------------------------
