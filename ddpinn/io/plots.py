@@ -80,13 +80,13 @@ def plot_run(run_dir: PathLike) -> List[Path]:
 
 # ----------------------------------------------------------------------------------- helpers
 
-def _new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
+def new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: independent of the user's backend
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically and release its memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -129,11 +129,11 @@ def plot_solution(path: PathLike, out_dir: PathLike) -> List[Path]:
     for name, data in sol["fields"].items():
         l2 = _l2_text(sol["attrs"], name)
         fig = _field_figure(sol, data, name, f"{name}{l2}", error=False)
-        written.append(_save(fig, out_dir / f"solution_{_safe_name(name)}.png"))
+        written.append(save_figure(fig, out_dir / f"solution_{_safe_name(name)}.png"))
         if name in sol["errors"]:
             fig = _field_figure(sol, sol["errors"][name], f"{name} error",
                                 f"pointwise error of {name}{l2}", error=True)
-            written.append(_save(fig, out_dir / f"error_{_safe_name(name)}.png"))
+            written.append(save_figure(fig, out_dir / f"error_{_safe_name(name)}.png"))
     return written
 
 
@@ -193,7 +193,7 @@ def _field_figure(sol: dict, data: np.ndarray, quantity: str, title: str,
     names, coords, data, notes = reduce_to_2d(sol["axes"], data)
     if notes:
         title = f"{title}\n{', '.join(notes)}"
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     data = np.ma.masked_invalid(data)
     if len(names) == 1:
@@ -283,7 +283,7 @@ def plot_decomposition(path: PathLike, out_dir: PathLike) -> List[Path]:
         return []
     n_ranks = int(dec["owner"].max()) + 1
     colour = _rank_colours(n_ranks)
-    fig = _new_figure(7.0, 5.5)
+    fig = new_figure(7.0, 5.5)
     ax = fig.add_subplot()
     mixed = False
     if dec["lower"].shape[1] == 1:
@@ -292,7 +292,7 @@ def plot_decomposition(path: PathLike, out_dir: PathLike) -> List[Path]:
         mixed = _draw_boxes(ax, dec, colour)
     _rank_key(fig, ax, colour, n_ranks, mixed)
     ax.set_title(_decomposition_title(dec, n_ranks))
-    return [_save(fig, Path(out_dir) / "decomposition.png")]
+    return [save_figure(fig, Path(out_dir) / "decomposition.png")]
 
 
 def _rank_colours(n_ranks: int) -> ListedColormap:
@@ -447,13 +447,13 @@ def plot_metrics(path: PathLike, out_dir: PathLike) -> List[Path]:
                                (l2_keys, "relative L2 error", "l2_error.png")):
         fig = _log_curves(series, keys, ylabel)
         if fig is not None:
-            written.append(_save(fig, out_dir / name))
+            written.append(save_figure(fig, out_dir / name))
     return written
 
 
 def _log_curves(series: dict, keys: Sequence[str], ylabel: str) -> Optional[Figure]:
     """Curves of ``keys`` vs step on a log y axis, or None if nothing is positive."""
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     drawn = 0
     for key in keys:

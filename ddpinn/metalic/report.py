@@ -17,32 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from ddpinn.io.atomic import atomic_output, atomic_write_text
+from ddpinn.io.atomic import atomic_write_text
+from ddpinn.io.plots import new_figure, save_figure
 from ddpinn.metalic.arms import abbreviate
 from ddpinn.metalic.state import counts
 from ddpinn.metalic.suggest import bandit_of, models
 
-DPI = 110
 N_GRID = 101
-
-
-def _figure(w=7.0, h=4.5) -> Figure:
-    fig = Figure(figsize=(w, h), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI)
-    finally:
-        fig.clear()
-    return path
 
 
 def _grid(bandit, n=N_GRID):
@@ -105,7 +86,7 @@ def write_report(state: dict, out_dir, title: str = "") -> list:
 
 # -- plots ----------------------------------------------------------------------------------
 def _plot_rewards(bandit, ms, done, path):
-    fig = _figure(7.5, 6.0)
+    fig = new_figure(7.5, 6.0)
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     ids = np.array([r["id"] for r in done])
     final = np.array([r["rewards"][-1] for r in done])
@@ -138,7 +119,7 @@ def _plot_rewards(bandit, ms, done, path):
     ax2.set_xlabel("round")
     ax2.set_ylabel("regret")
     ax2.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _arm_axis(ax, arms, used):
@@ -149,7 +130,7 @@ def _arm_axis(ax, arms, used):
 
 def _plot_arms(bandit, done, xs, p0, along, path):
     stages = bandit.stages
-    fig = _figure(8.0, 3.2 * stages + 0.8)
+    fig = new_figure(8.0, 3.2 * stages + 0.8)
     axes = np.atleast_1d(fig.subplots(stages, 1, sharex=True))
     arms = bandit.arms
     for s, ax in enumerate(axes):
@@ -170,11 +151,11 @@ def _plot_arms(bandit, done, xs, p0, along, path):
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=7)
     axes[-1].set_xlabel(p0.name + (" (other contexts at mid-range)" if len(bandit.contexts) > 1 else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_posterior(bandit, xs, p0, along, path, n_arms=6):
-    fig = _figure(7.5, 4.5)
+    fig = new_figure(7.5, 4.5)
     ax = fig.subplots()
     mu, sd = along[-1]["mu"], along[-1]["sd"]  # (n_grid, n_arms)
     lead = np.argsort(-mu.max(0))[:n_arms]
@@ -188,7 +169,7 @@ def _plot_posterior(bandit, xs, p0, along, path, n_arms=6):
                   (" (final, given the best stage-1 arm)" if bandit.stages > 1 else ""))
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- markdown -------------------------------------------------------------------------------
