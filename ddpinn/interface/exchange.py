@@ -35,6 +35,9 @@ class InterfacePlan:
                                  device=device)
         self.expert = torch.tensor([e for e, _, _ in sides], dtype=torch.long, device=device)
         self.kind = [itf.kind for _, _, itf in sides]
+        # 1.0 for the sides of each interface class, for per-class metrics.
+        self.kind_mask = {k: torch.tensor([kind == k for kind in self.kind], dtype=torch.float64,
+                                          device=device) for k in ("space", "time")}
         self.iid = [itf.iid for _, _, itf in sides]
         by_key = {(itf.iid, sids[e]): s for s, (e, _, itf) in enumerate(sides)}
         local_self, local_partner = [], []

@@ -87,7 +87,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     mismatch = (mine["u"] - other["u"]).detach().pow(2).sum(-1).mean(-1) if plan.n_sides \
         else torch.zeros(0, dtype=objective.dtype)
     for kind in ("space", "time"):
-        sel = torch.tensor([k == kind for k in plan.kind], dtype=objective.dtype)
+        sel = plan.kind_mask[kind].to(objective.dtype)
         metrics[f"mismatch_{kind}"] = per_expert_sum(mismatch * sel)
         metrics[f"sides_{kind}"] = per_expert_sum(sel)
     metrics["loss"] = objective
