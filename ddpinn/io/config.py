@@ -200,7 +200,9 @@ def _coerce(path: str, value: Any, default: Any, hint) -> Any:
     return value
 
 
-def _build(cls, data: dict, path: str):
+def build_section(cls, data: dict, path: str):
+    """A dataclass section from a TOML table; ``path`` prefixes field names in messages
+    (e.g. ``"network."``). Raises :class:`ConfigError` naming the field."""
     if not isinstance(data, dict):
         raise ConfigError(f"[{path.rstrip('.')}] must be a table, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -233,15 +235,15 @@ def from_dict(data: dict) -> Config:
             if not isinstance(stages, list) or not stages:
                 raise ConfigError("field 'stages' must be a non-empty array of tables "
                                   "([[stages]] blocks)")
-            kwargs[name] = [_build(StageSection, s, f"stages[{i}].") for i, s in enumerate(stages)]
+            kwargs[name] = [build_section(StageSection, s, f"stages[{i}].") for i, s in enumerate(stages)]
         else:
-            kwargs[name] = _build(f.default_factory().__class__, data[name], name + ".")
+            kwargs[name] = build_section(f.default_factory().__class__, data[name], name + ".")
     cfg = Config(**kwargs)
     validate(cfg)
     return cfg
 
 
-def _choice(path: str, value, allowed) -> None:
+def check_choice(path: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"field {path!r} = {value!r} is not allowed; "
                           f"choose one of: {', '.join(map(str, allowed))}")
@@ -279,7 +281,7 @@ def validate(cfg: Config) -> None:
         if value < low:
             raise ConfigError(f"field {path!r} = {value!r} must be >= {low}")
     for i, st in enumerate(cfg.stages):
-        _choice(f"stages[{i}].optimizer", st.optimizer, OPTIMIZERS)
+        check_choice(f"stages[{i}].optimizer", st.optimizer, OPTIMIZERS)
         if st.lr is None:
             st.lr = DEFAULT_LR[st.optimizer]
         elif isinstance(st.lr, bool) or not isinstance(st.lr, (int, float)):
@@ -289,13 +291,13 @@ def validate(cfg: Config) -> None:
         for key in ("lr", "decay_rate"):
             if not getattr(st, key) > 0:
                 raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
-    _choice("case.dtype", cfg.case.dtype, DTYPES)
-    _choice("network.activation", cfg.network.activation, ACTIVATIONS)
-    _choice("network.derivatives", cfg.network.derivatives, ("taylor", "autograd"))
-    _choice("parallel.backend", cfg.parallel.backend, BACKENDS)
-    _choice("parallel.device", cfg.parallel.device, DEVICES)
+    check_choice("case.dtype", cfg.case.dtype, DTYPES)
+    check_choice("network.activation", cfg.network.activation, ACTIVATIONS)
+    check_choice("network.derivatives", cfg.network.derivatives, ("taylor", "autograd"))
+    check_choice("parallel.backend", cfg.parallel.backend, BACKENDS)
+    check_choice("parallel.device", cfg.parallel.device, DEVICES)
     for i, st in enumerate(cfg.stages):
-        _choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
+        check_choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
                           f"({', '.join(cfg.axis_names)})")

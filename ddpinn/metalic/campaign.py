@@ -50,7 +50,6 @@ A campaign file is TOML (data only); paths in it are relative to the file::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import shlex
@@ -58,7 +57,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ddpinn.io.config import ConfigError
+from ddpinn.io.config import ConfigError, build_section, check_choice
 from ddpinn.metalic.arms import ArmError, ArmSpace
 from ddpinn.metalic.contexts import ContextError, ContextParam, ContextSpace
 
@@ -123,38 +122,18 @@ class RunSection:
 
 
 def _section(cls, data, where: str):
-    if not isinstance(data, dict):
-        raise CampaignError(f"[{where}] must be a table, got {data!r}")
-    defaults = cls()
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            hint = difflib.get_close_matches(key, names, n=1)
-            did = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise CampaignError(f"unknown field '{where}.{key}'{did}; allowed fields in "
-                                f"[{where}]: {', '.join(names)}")
-        d = getattr(defaults, key)
-        if isinstance(d, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(d, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(d, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        else:
-            ok = isinstance(value, type(d))
-        if not ok:
-            raise CampaignError(f"field '{where}.{key}' = {value!r} has the wrong type: "
-                                f"expected {type(d).__name__}")
-        kwargs[key] = value
-    return cls(**kwargs)
+    """The case-file parser's section checks, reported as :class:`CampaignError`."""
+    try:
+        return build_section(cls, data, where + ".")
+    except ConfigError as exc:
+        raise CampaignError(str(exc)) from None
 
 
 def _choice(where: str, value, allowed) -> None:
-    if value not in allowed:
-        raise CampaignError(f"field {where!r} = {value!r} is not allowed; choose one of: "
-                            f"{', '.join(map(str, allowed))}")
+    try:
+        check_choice(where, value, allowed)
+    except ConfigError as exc:
+        raise CampaignError(str(exc)) from None
 
 
 def per_stage_conditions_supported() -> bool:
