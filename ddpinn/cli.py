@@ -200,9 +200,9 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
              "pde_outputs": ",".join(problem.pde.outputs),
              "decomposition_grid": list(problem.decomposition.grid),
              "n_subdomains": problem.decomposition.n_subdomains, "n_ranks": n_ranks,
-             "interface_conditions": " | ".join(", ".join(c) for c in problem.stage_conditions)
+             "interface_conditions": " | ".join(str(c) for c in problem.stage_conditions)
              if any(c != problem.conditions for c in problem.stage_conditions)
-             else ", ".join(problem.conditions),
+             else str(problem.conditions),
              "reference": grid.source, "training_seconds": float(elapsed), **errors}
     write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs)
     (run_dir / "errors.json").write_text(json.dumps(errors, indent=1) + "\n")
@@ -236,13 +236,13 @@ def cmd_info(args) -> int:
     kinds = {k: sum(1 for i in d.interfaces if i.kind == k) for k in ("space", "time")}
     print(f"grid {list(d.grid)} -> {d.n_subdomains} subdomains, {len(d.interfaces)} interfaces "
           f"({kinds['space']} space, {kinds['time']} time)")
-    q = needed_quantities(problem.conditions)
+    q = needed_quantities(problem.conditions.names)
     width = {"u": pde.n_out, "res": None, "dn": pde.n_out, "dnn": pde.n_out,
              "dtt": pde.n_out * d.box.dim, "flux": pde.n_out, "gres": None}
     n_eq = _n_equations(problem)
     per_point = sum(width[k] if width[k] is not None else
                     (n_eq if k == "res" else n_eq * d.box.dim) for k in q)
-    print(f"conditions {', '.join(problem.conditions)}; exchanged per point: "
+    print(f"conditions {problem.conditions}; exchanged per point: "
           f"{', '.join(q)} = {per_point} values")
     n_if = cfg.points.interface
     itemsize = 4 if cfg.case.dtype == "float32" else 8
@@ -366,6 +366,13 @@ def _add_metalic_parser(sub) -> None:
                    help="PDE parameters, e.g. --context nu=0.01 (repeat or comma-separate)")
     q.add_argument("--top", type=int, default=3, help="also list the runners-up")
     q.add_argument("--json", action="store_true")
+    q = campaign_parser("heldout", "train every arm at held-out contexts and compare the "
+                                   "campaign's choice with fixed sets")
+    q.add_argument("--contexts", "-k", type=int, default=10, help="held-out contexts (default 10)")
+    q.add_argument("--jobs", "-j", type=int, default=1, help="training runs at a time (default 1)")
+    q.add_argument("--default", help="the fixed default set, comma-separated conditions "
+                                     "(default: average_solution,residual_continuity, XPINN's)")
+    training(q)
     q = campaign_parser("report", "write report.md and plots", state_help)
     q.add_argument("--out", help="output directory (default: <campaign dir>/report)")
     met.set_defaults(func=cmd_metalic)

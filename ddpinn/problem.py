@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ddpinn.decomposition import Decomposition, decompose
 from ddpinn.geometry import Box
-from ddpinn.interface.conditions import DEFAULT_CONDITIONS, get_condition
+from ddpinn.interface.conditions import DEFAULT_CONDITIONS, ConditionSet
 from ddpinn.io.config import Config, ConfigError
 from ddpinn.pdes import PDE, get_pde_class
 
@@ -22,9 +22,9 @@ class Problem:
     box: Box
     decomposition: Decomposition
     time_axis: int | None
-    conditions: list
+    conditions: ConditionSet
     condition_weights: dict
-    stage_conditions: list  # one list of condition names per training stage
+    stage_conditions: list  # one ConditionSet per training stage
 
 
 def build_problem(cfg: Config) -> Problem:
@@ -62,24 +62,18 @@ def build_problem(cfg: Config) -> Problem:
                               f"parameters")
         from ddpinn.metalic import resolve_conditions
 
-        conditions = resolve_conditions(conditions[len("metalic:"):], pde.name, pde.params)
+        conditions = ConditionSet.of(
+            resolve_conditions(conditions[len("metalic:"):], pde.name, pde.params))
         # weights of conditions the campaign did not pick do not apply
         weights = {k: v for k, v in weights.items() if k in conditions}
-    conditions = list(conditions) or list(DEFAULT_CONDITIONS)
-    # A stage may name its own set (e.g. METALIC's two-stage choice); default: the case's.
-    stage_conditions = []
-    for i, st in enumerate(cfg.stages):
-        if st.conditions is not None and not st.conditions:
-            raise ConfigError(f"field 'stages[{i}].conditions' is empty: name at least one "
-                              f"interface condition or leave the field out")
-        stage_conditions.append(list(st.conditions) if st.conditions is not None
-                                else conditions)
-    for names in [conditions] + stage_conditions:
-        for c in names:
-            try:
-                get_condition(c)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+    try:
+        conditions = ConditionSet.of(conditions or list(DEFAULT_CONDITIONS))
+        # A stage may name its own set (e.g. METALIC's two-stage choice); default: the case's.
+        stage_conditions = [conditions if st.conditions is None else
+                            ConditionSet.of(st.conditions, f"stages[{i}].conditions")
+                            for i, st in enumerate(cfg.stages)]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     active = sorted({c for names in [conditions] + stage_conditions for c in names})
     for c in weights:
         if c not in active:

@@ -1,3 +1,4 @@
-from ddpinn.interface.conditions import CONDITIONS, DEFAULT_CONDITIONS, get_condition
+from ddpinn.interface.conditions import (CONDITIONS, DEFAULT_CONDITIONS, ConditionSet,
+                                         get_condition)
 
-__all__ = ["CONDITIONS", "DEFAULT_CONDITIONS", "get_condition"]
+__all__ = ["CONDITIONS", "DEFAULT_CONDITIONS", "ConditionSet", "get_condition"]

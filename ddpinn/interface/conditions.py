@@ -118,11 +118,94 @@ def residual_gradient(mine, other):
     return _mean_sq(mine["gres"])
 
 
-def get_condition(name: str) -> Condition:
+def get_condition(name: str, where: str = "interface.conditions") -> Condition:
     if name not in CONDITIONS:
-        raise ValueError(f"field 'interface.conditions' names {name!r}, which is not an "
+        raise ValueError(f"field {where!r} names {name!r}, which is not an "
                          f"interface condition; choose from: {', '.join(CONDITIONS)}")
     return CONDITIONS[name]
+
+
+KINDS = ("space", "time")
+
+
+@dataclass(frozen=True)
+class ConditionSet:
+    """The active interface conditions of each interface kind.
+
+    Space interfaces lie between subdomains side by side in space, time interfaces between
+    consecutive time slabs. A case gives one list for every interface, or a table
+    ``{space = [...], time = [...]}`` with a set for each kind (METALIC can learn them apart).
+
+    Iterating yields the union of the names (space's first, in their given order).
+    """
+
+    space: tuple
+    time: tuple
+
+    @classmethod
+    def of(cls, value, where: str = "interface.conditions") -> "ConditionSet":
+        """From a list (every interface) or a {space, time} table; ValueError naming ``where``."""
+        if isinstance(value, ConditionSet):
+            return value
+        if isinstance(value, dict):
+            extra = sorted(set(value) - set(KINDS))
+            if extra:
+                raise ValueError(f"field '{where}.{extra[0]}' is not an interface kind; a table "
+                                 f"of condition lists takes: {', '.join(KINDS)}")
+            missing = [k for k in KINDS if k not in value]
+            if missing:
+                raise ValueError(f"field {where!r} has no {missing[0]!r} list: give a set for "
+                                 f"each of {', '.join(KINDS)} (or one list for every interface)")
+            lists = {k: (value[k], f"{where}.{k}") for k in KINDS}
+        elif isinstance(value, (list, tuple)):
+            lists = {k: (value, where) for k in KINDS}
+        else:
+            raise ValueError(f"field {where!r} = {value!r} must be a list of condition names or "
+                             f"a table {{space = [...], time = [...]}}")
+        for names, at in lists.values():
+            if not isinstance(names, (list, tuple)) or \
+                    not all(isinstance(n, str) for n in names):
+                raise ValueError(f"field {at!r} = {names!r} must be a list of condition names")
+            if not names:
+                raise ValueError(f"field {at!r} is empty: name at least one interface condition")
+            for n in names:
+                get_condition(n, at)
+            if len(set(names)) != len(names):
+                raise ValueError(f"field {at!r} = {list(names)!r} repeats a condition")
+        return cls(tuple(lists["space"][0]), tuple(lists["time"][0]))
+
+    @property
+    def uniform(self) -> bool:
+        """The same set on every interface."""
+        return set(self.space) == set(self.time)
+
+    @property
+    def names(self) -> tuple:
+        return tuple(dict.fromkeys(self.space + self.time))
+
+    def kinds(self, name: str) -> tuple:
+        """The interface kinds on which ``name`` is active."""
+        return tuple(k for k in KINDS if name in getattr(self, k))
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __str__(self) -> str:
+        if self.uniform:
+            return ", ".join(self.space)
+        return f"space: {', '.join(self.space)}; time: {', '.join(self.time)}"
+
+    def as_config(self):
+        """The case-file value: a list, or a {space, time} table."""
+        if self.uniform:
+            return list(self.space)
+        return {"space": list(self.space), "time": list(self.time)}
 
 
 def needed_quantities(names) -> tuple:

@@ -72,7 +72,7 @@ class PointsSection:
 
 @dataclass
 class InterfaceSection:
-    conditions: Union[list, str] = field(
+    conditions: Union[list, str, dict] = field(
         default_factory=lambda: ["average_solution", "residual_continuity"])
     weights: dict = field(default_factory=dict)
 
@@ -94,7 +94,8 @@ class StageSection:
     decay_steps: int = 1000
     history: int = 50
     max_evals: int = 25
-    conditions: Optional[list] = None  # interface conditions of this stage (default: case's)
+    # interface conditions of this stage (default: the case's): a list or {space, time}
+    conditions: Optional[Union[list, dict]] = None
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _coerce(path: str, value: Any, default: Any, hint) -> Any:
         ok = isinstance(value, dict)
         want = "a table"
     elif (isinstance(default, list) and "Union" not in str(hint)) or \
-            (default is None and "list" in str(hint)):
+            (default is None and "list" in str(hint) and "dict" not in str(hint)):
         ok = isinstance(value, list)
         want = "a list"
     else:

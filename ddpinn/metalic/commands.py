@@ -6,7 +6,10 @@ next CAMPAIGN          claim one round and print its training command (--run: tr
 record CAMPAIGN ROUND  read a round's run directory and record its reward (after ``next``)
 status CAMPAIGN        rounds by status, claims in flight
 suggest CAMPAIGN --context nu=0.01   the best conditions by posterior mean
-report CAMPAIGN        report.md and plots in <campaign dir>/report/
+heldout CAMPAIGN -k 10 every arm at 10 held-out contexts: the campaign's choice against the
+                       XPINN default, a random set and the best fixed set
+report CAMPAIGN        report.md and plots in <campaign dir>/report/ (with the held-out
+                       comparison when there is one)
 """
 from __future__ import annotations
 
@@ -187,14 +190,41 @@ def cmd_report(args) -> int:
 
     state, sp = _read_state(args)
     out = Path(args.out) if args.out else sp.parent / "report"
-    for p in write_report(state, out, state["spec"].get("name", "")):
+    for p in write_report(state, out, state["spec"].get("name", ""), sp.parent / "heldout"):
         print(p)
+    return 0
+
+
+def cmd_heldout(args) -> int:
+    from ddpinn.io.atomic import atomic_write_text
+    from ddpinn.metalic import heldout
+    from ddpinn.metalic.state import StateFile
+
+    campaign = _campaign(args)
+    if args.contexts < 1 or args.jobs < 1:
+        return _err("--contexts and --jobs must be >= 1")
+    default = tuple(c.strip() for c in args.default.split(",")) if args.default else \
+        heldout.XPINN_DEFAULT
+    heldout.default_arm(campaign.arms, default)  # a bad --default fails before any training
+    state = StateFile(campaign.state_path).read()
+    if state is None:
+        return _err(f"no campaign state at {str(campaign.state_path)!r}; run the campaign "
+                    f"first: ddpinn metalic run {args.campaign}")
+    table = heldout.run_table(campaign, args.contexts, args.jobs, args.launcher, args.ranks,
+                              echo=lambda m: print(m, file=sys.stderr, flush=True))
+    cmp = heldout.compare(table, state, default)
+    cmp["default_set"] = list(default)
+    out = campaign.dir / "heldout"
+    atomic_write_text(out / "comparison.json", json.dumps(cmp, indent=1))
+    heldout.plot(cmp, out / "heldout.png")
+    print(heldout.markdown(cmp, campaign.arms.conditions))
+    print(f"written: {out / 'comparison.json'}, {out / 'heldout.png'}")
     return 0
 
 
 COMMANDS = {"run": lambda a: cmd_work(a, None), "work": lambda a: cmd_work(a, 1),
             "next": cmd_next, "record": cmd_record, "status": cmd_status,
-            "suggest": cmd_suggest, "report": cmd_report}
+            "suggest": cmd_suggest, "report": cmd_report, "heldout": cmd_heldout}
 
 
 def dispatch(args) -> int:

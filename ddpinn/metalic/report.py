@@ -11,13 +11,18 @@ Written to ``<campaign dir>/report/``:
                          parameter (the others at mid-range) and the arms played, coloured by
                          reward
 ``posterior.png``        posterior mean reward (+- sd) of the leading arms along that parameter
+``heldout.png``          with a held-out table (``ddpinn metalic heldout``): the error of the
+                         campaign's choice, the XPINN default, a random set, the best fixed set
+                         and every arm at each held-out context
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from ddpinn.io.atomic import atomic_write_text
+from ddpinn.io.config import ConfigError
 from ddpinn.io.plots import new_figure, save_figure
 from ddpinn.metalic.arms import abbreviate
 from ddpinn.metalic.state import counts
@@ -64,8 +69,12 @@ def _conds(arms, a) -> str:
     return "+".join(abbreviate(c) for c in arms.conditions(a))
 
 
-def write_report(state: dict, out_dir, title: str = "") -> list:
-    """Write report.md and the plots; returns the paths written."""
+def write_report(state: dict, out_dir, title: str = "", heldout_dir=None) -> list:
+    """Write report.md and the plots; returns the paths written.
+
+    heldout_dir : a campaign's ``heldout/`` directory; when it holds a complete table
+        (``ddpinn metalic heldout``), the comparison is recomputed with this state and added.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bandit = bandit_of(state)
@@ -80,8 +89,32 @@ def write_report(state: dict, out_dir, title: str = "") -> list:
     if done:
         written.append(_plot_rewards(bandit, ms, done, out_dir / "rewards.png"))
     md = _markdown(state, bandit, ms, done, title, [p.name for p in written])
+    section = _heldout_section(state, bandit, heldout_dir, out_dir, written)
+    if section:
+        md = md.rstrip("\n") + "\n\n" + section
     atomic_write_text(out_dir / "report.md", md)
     return [out_dir / "report.md"] + written
+
+
+def _heldout_section(state, bandit, heldout_dir, out_dir, written) -> str:
+    """Markdown of the held-out comparison (and its plot appended to ``written``), or ""."""
+    from ddpinn.metalic import heldout
+
+    if heldout_dir is None or not (Path(heldout_dir) / heldout.RESULTS).is_file():
+        return ""
+    d = Path(heldout_dir)
+    table = json.loads((d / heldout.RESULTS).read_text())
+    default = heldout.XPINN_DEFAULT
+    if (d / "comparison.json").is_file():
+        default = tuple(json.loads((d / "comparison.json").read_text()).get("default_set",
+                                                                             default))
+    try:
+        cmp = heldout.compare(table, state, default)
+    except ConfigError as exc:
+        return f"## Held-out comparison\n\nnot available: {exc}\n"
+    written.append(heldout.plot(cmp, out_dir / "heldout.png"))
+    return ("## Held-out comparison\n\n" + heldout.markdown(cmp, bandit.arms.conditions)
+            + "\n![heldout.png](heldout.png)\n")
 
 
 # -- plots ----------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     params : dict, PDE parameters (inverse unknowns as shared tensors)
     batch : PointBatch, x (E, N, d)
     plan : InterfacePlan
-    conditions : list of str, active interface conditions
+    conditions : ConditionSet, active interface conditions per interface kind
     cond_weights : dict str -> float
     weights : LossSection (residual, boundary, data)
     quantities : tuple of str, interface quantities the conditions need
@@ -74,11 +74,15 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     metrics = {"residual": per_res.detach(), "boundary": per_bc.detach(),
                "data": per_data.detach()}
     objective = per_expert.detach()
-    penalties = exchange.condition_losses(conditions, mine, other) if plan.n_sides else {}
+    penalties = exchange.condition_losses(conditions.names, mine, other) if plan.n_sides else {}
+    for n, v in penalties.items():
+        kinds = conditions.kinds(n)
+        if len(kinds) == 1:  # a condition of one interface kind only (e.g. time interfaces)
+            penalties[n] = v * plan.kind_mask[kinds[0]].to(v.dtype)
     if penalties:
         side_total = sum(cond_weights.get(n, 1.0) * v for n, v in penalties.items())
         per_expert = per_expert + per_expert_sum(side_total)
-    for n in conditions:
+    for n in conditions.names:
         v = penalties[n].detach() if n in penalties else torch.zeros(plan.n_sides,
                                                                         dtype=objective.dtype)
         metrics[f"if_{n}"] = per_expert_sum(v)

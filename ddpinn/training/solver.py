@@ -11,7 +11,7 @@ from torch import nn
 
 from ddpinn.decomposition import owned_sids, partition
 from ddpinn.interface import exchange
-from ddpinn.interface.conditions import needed_quantities
+from ddpinn.interface.conditions import ConditionSet, needed_quantities
 from ddpinn.nn import BatchedMLP
 from ddpinn.parallel.backends import make_backend
 from ddpinn.parallel.reduce import reproducible_sum
@@ -58,10 +58,13 @@ class Solver:
         self.epoch = -1
         self.resample(0)
 
-    def set_conditions(self, names) -> None:
-        """Active interface conditions (and hence what is computed and exchanged)."""
-        self.conditions = list(names)
-        self.quantities = needed_quantities(self.conditions)
+    def set_conditions(self, conditions) -> None:
+        """Active interface conditions (and hence what is computed and exchanged).
+
+        conditions : ConditionSet, or a list of names for every interface
+        """
+        self.conditions = ConditionSet.of(conditions)
+        self.quantities = needed_quantities(self.conditions.names)
 
     # -- points --------------------------------------------------------------------------
     def resample(self, epoch: int) -> bool:

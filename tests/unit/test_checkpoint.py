@@ -297,7 +297,7 @@ def test_stage_conditions_switch_between_stages(tmp_path):
                       "interface.weights={}", f'output.dir="{tmp_path}"',
                       "output.log_every=0", "output.eval_every=0"])
     problem = build_problem(cfg)
-    assert problem.stage_conditions[1] == ["solution_continuity"]
+    assert problem.stage_conditions[1].as_config() == ["solution_continuity"]
     assert problem.stage_conditions[0] == problem.conditions
     trainer = Trainer(Solver(problem, SerialComm()), tmp_path)
     trainer.train()

@@ -62,7 +62,7 @@ def test_base_case_loads(poisson_toml):
     assert cfg.output.dir == str(Path("runs") / cfg.case.name)
     assert problem.decomposition.n_subdomains == cfg.decomposition.grid[0] * \
         cfg.decomposition.grid[1]
-    assert problem.conditions == list(cfg.interface.conditions)
+    assert list(problem.conditions) == list(cfg.interface.conditions)
     assert problem.condition_weights == cfg.interface.weights
     assert problem.time_axis is None
     assert problem.box.names == ("x", "y")
