@@ -17,7 +17,7 @@ scikit-learn is needed only then.
 """
 
 
-def resolve_conditions(path, pde_name: str, params: dict) -> list:
+def resolve_conditions(path, pde_name: str, params: dict):
     """Conditions for ``interface.conditions = "metalic:PATH"``: the campaign's best arm by
     posterior mean at ``params`` (see :func:`ddpinn.metalic.suggest.resolve_conditions`)."""
     from ddpinn.metalic.suggest import resolve_conditions as _resolve

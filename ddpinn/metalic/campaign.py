@@ -26,6 +26,9 @@ A campaign file is TOML (data only); paths in it are relative to the file::
     candidates = ["solution_continuity", "average_solution", ...]  # mask order (default: all)
     list = [["average_solution", "residual_continuity"], "110000000"]  # optional: the arms
     max_size = 3         # without list: every non-empty subset of at most max_size candidates
+    separate = false     # true: an arm is a pair of sets, one for space and one for time
+                         # interfaces (list entries {space = [...], time = [...]}); a plain
+                         # list then means the same set on both
     weights = { average_solution = 20.0 }   # condition weights (default: the case's)
 
     [reward]
@@ -58,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ddpinn.io.config import ConfigError, build_section, check_choice
+from ddpinn.interface.conditions import KINDS
 from ddpinn.metalic.arms import ArmError, ArmSpace
 from ddpinn.metalic.contexts import ContextError, ContextParam, ContextSpace
 
@@ -95,6 +99,7 @@ class ArmsSection:
     candidates: list = field(default_factory=list)
     list: list = field(default_factory=list)
     max_size: int = 0
+    separate: bool = False  # separate sets for space and time interfaces
     weights: dict = field(default_factory=dict)
 
 
@@ -230,7 +235,8 @@ class Campaign:
         # arms
         a = self.arms_cfg
         try:
-            self.arms = ArmSpace(a.candidates or None, a.list or None, a.max_size or None)
+            self.arms = ArmSpace(a.candidates or None, a.list or None, a.max_size or None,
+                                 KINDS if a.separate else None)
         except ArmError as exc:
             raise CampaignError(str(exc)) from None
         for k, v in a.weights.items():
@@ -293,6 +299,12 @@ class Campaign:
             raise CampaignError(f"campaign case {str(self.case)!r} with a round's overrides: "
                                 f"{exc}") from None
         self.pde_name = problem.pde.name
+        if self.arms.kinds:
+            have = {i.kind for i in problem.decomposition.interfaces}
+            if have != set(KINDS):
+                raise CampaignError(f"field 'arms.separate' = true learns separate sets for "
+                                    f"space and time interfaces, but the case's decomposition "
+                                    f"has {' and '.join(sorted(have)) or 'no'} interfaces only")
         unknown = [n for n in self.contexts.names if n not in problem.pde.params]
         if unknown:
             raise CampaignError(f"contexts {', '.join(unknown)} are not parameters of PDE "
@@ -312,7 +324,8 @@ class Campaign:
         out = list(self.run.set)
         out += [f"pde.params.{k}={_toml_value(float(v))}" for k, v in context.items()]
         conds = [self.arms.conditions(a) for a in arms]
-        union = [c for c in self.arms.candidates if any(c in cs for cs in conds)]
+        union = [c for c in self.arms.candidates
+                 if any(c in self.arms.condition_names(a) for a in arms)]
         out.append(f"interface.conditions={_toml_value(conds[0])}")
         out.append(f"interface.weights={_toml_value(self.weights_for(union))}")
         if len(conds) == 2:

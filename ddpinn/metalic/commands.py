@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from ddpinn.io.config import ConfigError
+from ddpinn.metalic.campaign import _toml_value
 
 EXIT_CONFIG = 2
 EXIT_REQUEUE = 85
@@ -176,12 +177,12 @@ def cmd_suggest(args) -> int:
     for k, st in enumerate(s["stages"]):
         label = f"stage {k + 1} ({'Adam' if k == 0 else 'L-BFGS'})" if len(s["stages"]) > 1 \
             else "all stages"
-        print(f"  {label}: {st['mask']}  {json.dumps(st['conditions'])}  "
+        print(f"  {label}: {st['mask']}  {_toml_value(st['conditions'])}  "
               f"reward {st['mean']:.2f} +- {st['sd']:.2f}")
         for a, mask, mu, sd in st["ranking"][1:]:
             print(f"      then {mask}  reward {mu:.2f} +- {sd:.2f}")
     if len(s["stages"]) == 1:
-        print(f"  --set 'interface.conditions={json.dumps(s['stages'][0]['conditions'])}'")
+        print(f"  --set 'interface.conditions={_toml_value(s['stages'][0]['conditions'])}'")
     return 0
 
 
@@ -217,7 +218,7 @@ def cmd_heldout(args) -> int:
     out = campaign.dir / "heldout"
     atomic_write_text(out / "comparison.json", json.dumps(cmp, indent=1))
     heldout.plot(cmp, out / "heldout.png")
-    print(heldout.markdown(cmp, campaign.arms.conditions))
+    print(heldout.markdown(cmp, campaign.arms.describe))
     print(f"written: {out / 'comparison.json'}, {out / 'heldout.png'}")
     return 0
 

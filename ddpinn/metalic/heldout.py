@@ -53,12 +53,14 @@ def heldout_contexts(contexts, k: int, seed: int = 0) -> list:
 
 def default_arm(arms, conditions=XPINN_DEFAULT) -> int:
     """Index of the arm whose set is exactly ``conditions``; ConfigError if it is not an arm."""
-    unknown = [c for c in conditions if c not in arms.candidates]
+    names = [c for v in conditions.values() for c in v] if isinstance(conditions, dict) \
+        else list(conditions)
+    unknown = [c for c in names if c not in arms.candidates]
     if unknown:
         raise ConfigError(f"the default set names {', '.join(unknown)}, which the campaign's "
                           f"arms.candidates do not have: {', '.join(arms.candidates)}")
     try:
-        return arms.index(list(conditions))
+        return arms.index(conditions if isinstance(conditions, dict) else list(conditions))
     except ValueError as exc:
         raise ConfigError(f"the default set {', '.join(conditions)} is not an arm of the "
                           f"campaign ({exc}); add it to arms.list or pass --default") from None
@@ -179,8 +181,8 @@ def compare(table: dict, state: dict, default=XPINN_DEFAULT, seed: int = 0) -> d
             "errors": errors.tolist()}
 
 
-def markdown(cmp: dict, arms_conditions) -> str:
-    """The comparison as a markdown table (one row per method)."""
+def markdown(cmp: dict, describe) -> str:
+    """The comparison as a markdown table (one row per method); ``describe(arm)`` -> text."""
     k = len(cmp["contexts"])
     lines = [f"Held-out comparison on {k} contexts (every arm trained once at each; error = the "
              f"reward's error, lower is better):", "",
@@ -190,7 +192,7 @@ def markdown(cmp: dict, arms_conditions) -> str:
             which = "expectation over all arms"
         elif len(set(m["arms"])) == 1:
             a = m["arms"][0]
-            which = f"`{cmp['masks'][a]}` {', '.join(arms_conditions(a))}"
+            which = f"`{cmp['masks'][a]}` {describe(a)}"
         else:
             which = f"{len(set(m['arms']))} different arms"
         lines.append(f"| {name} | {which} | {m['mean']:.3e} | {m['geomean']:.3e} | "

@@ -66,7 +66,7 @@ def _fmt_ctx(ctx: dict) -> str:
 
 
 def _conds(arms, a) -> str:
-    return "+".join(abbreviate(c) for c in arms.conditions(a))
+    return arms.label(a).split(" ", 1)[1].strip("()")
 
 
 def write_report(state: dict, out_dir, title: str = "", heldout_dir=None) -> list:
@@ -113,7 +113,7 @@ def _heldout_section(state, bandit, heldout_dir, out_dir, written) -> str:
     except ConfigError as exc:
         return f"## Held-out comparison\n\nnot available: {exc}\n"
     written.append(heldout.plot(cmp, out_dir / "heldout.png"))
-    return ("## Held-out comparison\n\n" + heldout.markdown(cmp, bandit.arms.conditions)
+    return ("## Held-out comparison\n\n" + heldout.markdown(cmp, bandit.arms.describe)
             + "\n![heldout.png](heldout.png)\n")
 
 
@@ -246,7 +246,7 @@ def _markdown(state, bandit, ms, done, title, plots) -> str:
         for r in done:
             per.setdefault(r["arms"][-1], []).append(r["rewards"][-1])
         for a, rs in sorted(per.items(), key=lambda kv: -np.mean(kv[1])):
-            lines.append(f"| `{arms.masks[a]}` | {', '.join(arms.conditions(a))} | {len(rs)} | "
+            lines.append(f"| `{arms.masks[a]}` | {arms.describe(a)} | {len(rs)} | "
                          f"{np.mean(rs):.3f} | {np.max(rs):.3f} |")
         lines.append("")
     lines += ["## Rounds", "", "| round | context | arm(s) | how | reward(s) | error | status |",

@@ -71,9 +71,10 @@ def suggest(state: dict, context: dict, top: int = 3) -> dict:
     return out
 
 
-def resolve_conditions(path, pde_name: str, params: dict) -> list:
+def resolve_conditions(path, pde_name: str, params: dict):
     """Interface conditions for ``conditions = "metalic:PATH"``: the best arm of the campaign
-    at the case's PDE parameters. Raises :class:`ConfigError` with a clear message."""
+    at the case's PDE parameters: a list, or a {space, time} table for a campaign that learns
+    them apart. Raises :class:`ConfigError` with a clear message."""
     where = f"field 'interface.conditions' = \"metalic:{path}\""
     try:
         sp = state_path_of(path)
@@ -100,4 +101,4 @@ def resolve_conditions(path, pde_name: str, params: dict) -> list:
         raise ConfigError(f"{where}: a two-stage campaign picks one condition set per "
                           f"training stage, which needs per-stage conditions in [[stages]]; "
                           f"use 'ddpinn metalic suggest' and set the stages' conditions")
-    return list(s["stages"][0]["conditions"])
+    return s["stages"][0]["conditions"]  # a list, or a {space, time} table

@@ -49,6 +49,33 @@ def test_bad_arms(cands, arms, msg):
         ArmSpace(cands, arms)
 
 
+def test_separate_space_and_time_sets():
+    cands = ["average_solution", "solution_continuity", "residual_continuity"]
+    arms = ArmSpace(cands, max_size=1, kinds=("space", "time"))
+    assert len(arms) == 3 * 3 and len(arms.masks[0]) == 6
+    a = arms.index({"space": ["solution_continuity"], "time": ["residual_continuity"]})
+    assert arms.masks[a] == "010001"
+    assert arms.conditions(a) == {"space": ["solution_continuity"],
+                                  "time": ["residual_continuity"]}
+    assert arms.describe(a) == "space: solution_continuity; time: residual_continuity"
+    assert arms.condition_names(a) == ["solution_continuity", "residual_continuity"]
+    listed = ArmSpace(cands, [["average_solution"], "010001",
+                              {"space": ["average_solution"], "time": ["solution_continuity"]}],
+                      kinds=("space", "time"))
+    assert listed.masks == ("100100", "010001", "100010")  # a plain list: both kinds
+    assert listed.active_bits == (0, 1, 3, 4, 5)  # bit 2 (space rc) is never set
+    assert ArmSpace.from_dict(listed.to_dict()).masks == listed.masks
+    with pytest.raises(ArmError, match="arms.separate"):
+        ArmSpace(cands, [{"space": ["average_solution"], "time": ["average_solution"]}])
+    with pytest.raises(ArmError, match="6 bits"):
+        ArmSpace(cands, ["100"], kinds=("space", "time"))
+    with pytest.raises(ArmError, match="empty"):
+        ArmSpace(cands, ["100000"], kinds=("space", "time"))
+    with pytest.raises(ArmError, match=r"arms.list\[0\].time"):
+        ArmSpace(cands, [{"space": ["average_solution"], "time": ["flux_continuity"]}],
+                 kinds=("space", "time"))
+
+
 def test_contexts_standardise_linear_and_log():
     space = ContextSpace([ContextParam("nu", 0.001, 0.1, "log"), ContextParam("k", 1.0, 3.0)])
     z = space.standardise({"nu": 0.01, "k": 2.5})

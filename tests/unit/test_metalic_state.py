@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ddpinn.interface.conditions import ConditionSet
+
 pytest.importorskip("sklearn")
 
 from ddpinn.cli import main  # noqa: E402
@@ -113,6 +115,26 @@ def heat_campaign(tmp_path, extra="", rounds=3, launcher=None):
     return load_campaign(path)
 
 
+def test_separate_space_and_time_arms_drive_the_case(tmp_path):
+    c = heat_campaign(tmp_path, extra="")
+    path = tmp_path / "heat.toml"
+    path.write_text(path.read_text().replace("max_size = 2", "max_size = 1\nseparate = true"))
+    c = load_campaign(path)
+    assert len(c.arms) == 9 and c.arms.kinds == ("space", "time")
+    a = c.arms.index({"space": ["solution_continuity"], "time": ["residual_continuity"]})
+    cfg = load(c.case, c.overrides({"kappa": 0.1}, [a], tmp_path / "r"))
+    problem = build_problem(cfg)
+    assert problem.conditions.space == ("solution_continuity",)
+    assert problem.conditions.time == ("residual_continuity",)
+    steady = tmp_path / "steady.toml"
+    steady.write_text(path.read_text().replace("heat1d.toml", "poisson2d.toml")
+                      .replace("[contexts.kappa]", "[contexts.k]")
+                      .replace("low = 0.01", "low = 1.0").replace("high = 1.0\n", "high = 2.0\n")
+                      .replace('scale = "log"', 'scale = "linear"'))
+    with pytest.raises(CampaignError, match="space interfaces only"):
+        load_campaign(steady)
+
+
 # -- campaign files ---------------------------------------------------------------------------
 @pytest.mark.parametrize("path", CAMPAIGNS, ids=[p.stem for p in CAMPAIGNS])
 def test_shipped_campaigns_load_and_their_rounds_build(path, tmp_path):
@@ -122,7 +144,7 @@ def test_shipped_campaigns_load_and_their_rounds_build(path, tmp_path):
         ctx = c.contexts.values([0.9] * len(c.contexts))
         cfg = load(c.case, c.overrides(ctx, [len(c.arms) - 1], tmp_path / "r"))
         problem = build_problem(cfg)
-        assert problem.conditions == c.arms.conditions(len(c.arms) - 1)
+        assert problem.conditions == ConditionSet.of(c.arms.conditions(len(c.arms) - 1))
         for name, v in ctx.items():
             assert problem.pde.params[name] == pytest.approx(v)
         assert cfg.output.dir == str(tmp_path / "r")
@@ -177,7 +199,7 @@ def test_two_stage_training_campaign_sets_conditions_per_stage(tmp_path):
     sets = campaign.overrides({"kappa": 0.2}, arms, tmp_path / "run")
     assert any(s.startswith("stages.1.conditions=") for s in sets)
     problem = build_problem(load(CASES / "heat1d.toml", sets))
-    assert problem.stage_conditions == [first, second]
+    assert [c.as_config() for c in problem.stage_conditions] == [first, second]
 
 
 # -- the state file -------------------------------------------------------------------------
@@ -438,10 +460,10 @@ def test_round_through_launcher_and_metalic_conditions_in_a_case(tmp_path, capsy
     want = json.loads(_suggest_json(c.dir, "kappa=0.05", capsys))["stages"][0]["conditions"]
     cfg = load(CASES / "heat1d.toml", [f'interface.conditions="metalic:{c.dir}"',
                                        "pde.params.kappa=0.05"])
-    assert build_problem(cfg).conditions == want
+    assert build_problem(cfg).conditions.as_config() == want
     cfg = load(CASES / "heat1d.toml", [f'interface.conditions="metalic:{c.path}"',
                                        "pde.params.kappa=0.05"])
-    assert build_problem(cfg).conditions == want
+    assert build_problem(cfg).conditions.as_config() == want
     for sets, msg in (([f'interface.conditions="metalic:{tmp_path / "nowhere"}"'], "no campaign state"),
                       (['interface.conditions="average_solution"'], "metalic:PATH")):
         with pytest.raises(ConfigError, match=msg):
@@ -474,3 +496,42 @@ def test_slurm_template_is_valid_bash():
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# -- held-out comparison ----------------------------------------------------------------------
+def test_heldout_comparison_trains_every_arm_once_and_resumes(tmp_path, capsys):
+    from ddpinn.metalic import heldout
+
+    c = heat_campaign(tmp_path, rounds=4)
+    # the fake run's error is kappa * 10**-(number of conditions): every pair beats every single
+    assert main(["metalic", "heldout", str(c.path), "-k", "3"]) == 2  # no state yet
+    assert "run the campaign first" in capsys.readouterr().err
+    runner.work(c, echo=lambda m: None)
+    assert main(["metalic", "heldout", str(c.path), "-k", "3", "--default",
+                 "average_solution,flux_continuity"]) == 2
+    assert "flux_continuity" in capsys.readouterr().err
+    assert main(["metalic", "heldout", str(c.path), "-k", "3", "-j", "2"]) == 0
+    out = capsys.readouterr()
+    assert "18 of 18 runs to train" in out.err and "| metalic |" in out.out
+    table = json.loads((c.dir / "heldout" / "results.json").read_text())
+    contexts = heldout.heldout_contexts(c.contexts, 3)
+    assert table["contexts"] == contexts
+    kappas = [ctx["kappa"] for ctx in contexts]
+    assert kappas == sorted(kappas) and 0.01 < kappas[0] and kappas[-1] < 1.0
+    for i, ctx in enumerate(contexts):
+        for a in range(len(c.arms)):
+            want = ctx["kappa"] * 10.0 ** -len(c.arms.conditions(a))
+            assert table["errors"][i][a] == pytest.approx(want)
+    cmp = json.loads((c.dir / "heldout" / "comparison.json").read_text())["methods"]
+    assert len(c.arms.conditions(cmp["best fixed"]["arms"][0])) == 2
+    assert cmp["best fixed"]["mean"] == pytest.approx(cmp["oracle"]["mean"])
+    assert cmp["default"]["mean"] == pytest.approx(cmp["oracle"]["mean"])  # avg+rc is a pair
+    assert cmp["random (expected)"]["mean"] == pytest.approx(np.mean(table["errors"]))
+    assert cmp["oracle"]["worst"] <= cmp["metalic"]["worst"] <= max(map(max, table["errors"]))
+    # nothing is trained twice; the report carries the comparison
+    assert main(["metalic", "heldout", str(c.path), "-k", "3"]) == 0
+    assert "0 of 18 runs to train" in capsys.readouterr().err
+    assert main(["metalic", "report", str(c.path)]) == 0
+    report = (c.dir / "report" / "report.md").read_text()
+    assert "## Held-out comparison" in report and "| best fixed |" in report
+    assert (c.dir / "report" / "heldout.png").stat().st_size > 0
