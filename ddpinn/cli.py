@@ -1,4 +1,4 @@
-"""Command line: ``ddpinn run | info | plot``.
+"""Command line: ``ddpinn run | info | plot | metalic | reference``.
 
 ``ddpinn run`` is launched on every rank (``mpiexec -n 4 ddpinn run case.toml``); set-up
 errors are agreed on by all ranks, printed once by rank 0, and every rank exits non-zero.
@@ -318,7 +318,50 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run")
     plot.set_defaults(func=cmd_plot)
     _add_metalic_parser(sub)
+    _add_reference_parser(sub)
     return p
+
+
+def cmd_reference(args) -> int:
+    """``ddpinn reference tgv``: compute a spectral Taylor-Green reference and write it."""
+    from ddpinn.references import taylor_green_reference
+
+    if args.re <= 0 or args.t_end <= 0 or args.dt_out <= 0:
+        sys.stderr.write(f"ddpinn: error: --re, --t-end and --dt-out must be > 0, got "
+                         f"{args.re}, {args.t_end}, {args.dt_out}\n")
+        return EXIT_CONFIG
+    times = np.linspace(0.0, args.t_end, int(round(args.t_end / args.dt_out)) + 1)
+    t0 = time.perf_counter()
+
+    def progress(t, steps):
+        sys.stderr.write(f"t = {t:.4g} / {args.t_end:g} ({steps} steps, "
+                         f"{time.perf_counter() - t0:.1f} s)\n")
+
+    try:
+        ref = taylor_green_reference(args.n, 1.0 / args.re, times, cfl=args.cfl,
+                                     store_velocity=not args.no_velocity, progress=progress)
+    except ValueError as exc:
+        sys.stderr.write(f"ddpinn: error: {exc}\n")
+        return EXIT_CONFIG
+    ref.write_netcdf(args.out)
+    sys.stderr.write(f"wrote {args.out}: {args.n}^3, Re {args.re:g}, {len(times)} times, "
+                     f"E(t_end) = {ref.energy[-1]:.6g}\n")
+    return 0
+
+
+def _add_reference_parser(sub) -> None:
+    ref = sub.add_parser("reference", help="compute a reference solution (spectral solver)")
+    rsub = ref.add_subparsers(dest="reference_command", required=True)
+    tgv = rsub.add_parser("tgv", help="3D Taylor-Green vortex in [-pi, pi]^3 (pseudo-spectral)")
+    tgv.add_argument("--n", type=int, default=64, help="grid points per axis (even)")
+    tgv.add_argument("--re", type=float, default=100.0, help="Reynolds number, nu = 1 / Re")
+    tgv.add_argument("--t-end", type=float, default=2.0)
+    tgv.add_argument("--dt-out", type=float, default=0.1, help="interval of the output times")
+    tgv.add_argument("--cfl", type=float, default=0.5)
+    tgv.add_argument("--no-velocity", action="store_true",
+                     help="store only E, -dE/dt and enstrophy, not the fields")
+    tgv.add_argument("--out", required=True, help="NetCDF file to write")
+    ref.set_defaults(func=cmd_reference)
 
 
 def cmd_metalic(args) -> int:

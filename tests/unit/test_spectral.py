@@ -111,3 +111,25 @@ def test_gdiag_errors(tmp_path, monkeypatch):
     bad.write_text("# header\n0.0 0.125 0.0004 0.375\n0.01 0.12 oops 0.37\n")
     with pytest.raises(ValueError, match=r":3: expected 4 numbers"):
         read_gdiag()
+
+
+def test_reference_command_writes_a_readable_file(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "ref.nc"
+    proc = subprocess.run([sys.executable, "-m", "ddpinn.cli", "reference", "tgv", "--n", "16",
+                           "--re", "100", "--t-end", "0.5", "--dt-out", "0.25", "--out", str(out)],
+                          capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "t = 0.5 / 0.5" in proc.stderr
+    ref = read_reference_netcdf(out)
+    assert ref.n == 16 and ref.nu == pytest.approx(0.01)
+    np.testing.assert_allclose(ref.times, [0.0, 0.25, 0.5])
+    assert ref.velocity.shape == (3, 3, 16, 16, 16)
+    bad = subprocess.run([sys.executable, "-m", "ddpinn.cli", "reference", "tgv", "--re", "0",
+                          "--out", str(tmp_path / "x.nc")], capture_output=True, text=True,
+                         cwd=root)
+    assert bad.returncode == 2 and "--re" in bad.stderr and not (tmp_path / "x.nc").exists()
