@@ -22,6 +22,8 @@ log = logging.getLogger("ddpinn")
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
+# Where a run keeps a reference it computed (spectral solver), reused by --resume.
+REFERENCE_FILE = "reference.nc"
 
 
 def _setup_logging(rank: int, quiet: bool = False) -> None:
@@ -121,6 +123,7 @@ def cmd_run(args) -> int:
     from ddpinn.parallel.device import choose_device, set_threads
     from ddpinn.parallel.errors import DDPINNError, agree, install_abort_hook
     from ddpinn.training.evaluate import evaluate, make_test_grid
+    from ddpinn.training.flow_diagnostics import energy_diagnostics
     from ddpinn.training.solver import Solver
     from ddpinn.training.trainer import EXIT_REQUEUE, Preempted, Trainer
 
@@ -159,7 +162,10 @@ def cmd_run(args) -> int:
     log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s",
              __version__, cfg.case.name, problem.pde.name, problem.decomposition.n_subdomains,
              comm.size, threads, cfg.case.dtype)
-    grid = make_test_grid(problem, cfg.output.grid or None)
+    try:
+        grid = make_test_grid(problem, cfg.output.grid or None, run_dir / REFERENCE_FILE, comm)
+    except DDPINNError as exc:
+        _fail(comm, str(exc), EXIT_CONFIG)
     trainer = Trainer(solver, run_dir, grid)
     # Preemption and time limits (Slurm --signal, scontrol requeue): checkpoint at the next
     # step boundary on every rank, then exit with EXIT_REQUEUE.
@@ -176,6 +182,8 @@ def cmd_run(args) -> int:
         if every and trainer.global_step % every:
             trainer.save_checkpoint()  # the final state, unless just saved
         pred, errors = evaluate(solver, grid)
+        diagnostics = energy_diagnostics(solver, grid.axes[-1], cfg.output.reference_n) \
+            if problem.pde.energy_diagnostics else None
     except DDPINNError as exc:
         _fail(comm, str(exc), EXIT_RUNTIME)
     except Preempted:
@@ -184,9 +192,25 @@ def cmd_run(args) -> int:
         comm.barrier()
         sys.exit(EXIT_REQUEUE)
     if comm.rank == 0:
+        if diagnostics is not None:
+            _write_diagnostics(problem, grid, diagnostics, run_dir)
         _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
     comm.barrier()
     return 0
+
+
+def _write_diagnostics(problem, grid, diagnostics, run_dir):
+    """``diagnostics.nc``: E(t), -dE/dt, 2 nu enstrophy of the networks and the reference's."""
+    from ddpinn.io.flow_diagnostics import DIAGNOSTICS_FILE, write_diagnostics
+    from ddpinn.references import read_reference_netcdf
+
+    cached = run_dir / REFERENCE_FILE
+    reference = read_reference_netcdf(cached) if cached.is_file() else None
+    summary = write_diagnostics(run_dir / DIAGNOSTICS_FILE, diagnostics, reference,
+                                {"nu": float(problem.pde.params["nu"]), "pde": problem.pde.name,
+                                 "reference": grid.source})
+    for k, v in summary.items():
+        log.info("%s = %.3e", k.replace("_", " "), v)
 
 
 def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):

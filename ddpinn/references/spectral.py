@@ -314,3 +314,22 @@ def interpolate(values: np.ndarray, points_1d: Sequence[np.ndarray]) -> np.ndarr
         phase[:, n // 2] = 0.0  # Nyquist: no unique interpolant (and zero after dealiasing)
         out = np.moveaxis(np.tensordot(out, phase, axes=([axis], [1])), -1, axis)
     return out.real
+
+
+def cached_taylor_green(n: int, nu: float, times, cache=None) -> TGVReference:
+    """:func:`taylor_green_reference` with velocity, read from ``cache`` when that file holds
+    the same n, nu and times, else computed and written there (when ``cache`` is given)."""
+    times = np.asarray(times, dtype=np.float64)
+    if cache is not None and os.path.isfile(cache):
+        try:
+            ref = read_reference_netcdf(cache)
+        except (OSError, ValueError):
+            ref = None  # unreadable: compute again and replace it
+        if ref is not None and ref.n == n and ref.nu == nu and ref.velocity is not None \
+                and ref.pressure is not None and ref.times.shape == times.shape \
+                and np.allclose(ref.times, times, rtol=0, atol=1e-12):
+            return ref
+    ref = taylor_green_reference(n, nu, times)
+    if cache is not None:
+        ref.write_netcdf(cache)
+    return ref
