@@ -1,4 +1,4 @@
-"""Command line: ``ddpinn run | info | plot``.
+"""Command line: ``ddpinn run | info | plot | metalic | reference``.
 
 ``ddpinn run`` is launched on every rank (``mpiexec -n 4 ddpinn run case.toml``); set-up
 errors are agreed on by all ranks, printed once by rank 0, and every rank exits non-zero.
@@ -22,6 +22,8 @@ log = logging.getLogger("ddpinn")
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
+# Where a run keeps a reference it computed (spectral solver), reused by --resume.
+REFERENCE_FILE = "reference.nc"
 
 
 def _setup_logging(rank: int, quiet: bool = False) -> None:
@@ -121,6 +123,7 @@ def cmd_run(args) -> int:
     from ddpinn.parallel.device import choose_device, set_threads
     from ddpinn.parallel.errors import DDPINNError, agree, install_abort_hook
     from ddpinn.training.evaluate import evaluate, make_test_grid
+    from ddpinn.training.flow_diagnostics import energy_diagnostics
     from ddpinn.training.solver import Solver
     from ddpinn.training.trainer import EXIT_REQUEUE, Preempted, Trainer
 
@@ -159,7 +162,10 @@ def cmd_run(args) -> int:
     log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s",
              __version__, cfg.case.name, problem.pde.name, problem.decomposition.n_subdomains,
              comm.size, threads, cfg.case.dtype)
-    grid = make_test_grid(problem, cfg.output.grid or None)
+    try:
+        grid = make_test_grid(problem, cfg.output.grid or None, run_dir / REFERENCE_FILE, comm)
+    except DDPINNError as exc:
+        _fail(comm, str(exc), EXIT_CONFIG)
     trainer = Trainer(solver, run_dir, grid)
     # Preemption and time limits (Slurm --signal, scontrol requeue): checkpoint at the next
     # step boundary on every rank, then exit with EXIT_REQUEUE.
@@ -176,6 +182,8 @@ def cmd_run(args) -> int:
         if every and trainer.global_step % every:
             trainer.save_checkpoint()  # the final state, unless just saved
         pred, errors = evaluate(solver, grid)
+        diagnostics = energy_diagnostics(solver, grid.axes[-1], cfg.output.reference_n) \
+            if problem.pde.energy_diagnostics else None
     except DDPINNError as exc:
         _fail(comm, str(exc), EXIT_RUNTIME)
     except Preempted:
@@ -184,9 +192,25 @@ def cmd_run(args) -> int:
         comm.barrier()
         sys.exit(EXIT_REQUEUE)
     if comm.rank == 0:
+        if diagnostics is not None:
+            _write_diagnostics(problem, grid, diagnostics, run_dir)
         _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
     comm.barrier()
     return 0
+
+
+def _write_diagnostics(problem, grid, diagnostics, run_dir):
+    """``diagnostics.nc``: E(t), -dE/dt, 2 nu enstrophy of the networks and the reference's."""
+    from ddpinn.io.flow_diagnostics import DIAGNOSTICS_FILE, write_diagnostics
+    from ddpinn.references import read_reference_netcdf
+
+    cached = run_dir / REFERENCE_FILE
+    reference = read_reference_netcdf(cached) if cached.is_file() else None
+    summary = write_diagnostics(run_dir / DIAGNOSTICS_FILE, diagnostics, reference,
+                                {"nu": float(problem.pde.params["nu"]), "pde": problem.pde.name,
+                                 "reference": grid.source})
+    for k, v in summary.items():
+        log.info("%s = %.3e", k.replace("_", " "), v)
 
 
 def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
@@ -318,7 +342,50 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run")
     plot.set_defaults(func=cmd_plot)
     _add_metalic_parser(sub)
+    _add_reference_parser(sub)
     return p
+
+
+def cmd_reference(args) -> int:
+    """``ddpinn reference tgv``: compute a spectral Taylor-Green reference and write it."""
+    from ddpinn.references import taylor_green_reference
+
+    if args.re <= 0 or args.t_end <= 0 or args.dt_out <= 0:
+        sys.stderr.write(f"ddpinn: error: --re, --t-end and --dt-out must be > 0, got "
+                         f"{args.re}, {args.t_end}, {args.dt_out}\n")
+        return EXIT_CONFIG
+    times = np.linspace(0.0, args.t_end, int(round(args.t_end / args.dt_out)) + 1)
+    t0 = time.perf_counter()
+
+    def progress(t, steps):
+        sys.stderr.write(f"t = {t:.4g} / {args.t_end:g} ({steps} steps, "
+                         f"{time.perf_counter() - t0:.1f} s)\n")
+
+    try:
+        ref = taylor_green_reference(args.n, 1.0 / args.re, times, cfl=args.cfl,
+                                     store_velocity=not args.no_velocity, progress=progress)
+    except ValueError as exc:
+        sys.stderr.write(f"ddpinn: error: {exc}\n")
+        return EXIT_CONFIG
+    ref.write_netcdf(args.out)
+    sys.stderr.write(f"wrote {args.out}: {args.n}^3, Re {args.re:g}, {len(times)} times, "
+                     f"E(t_end) = {ref.energy[-1]:.6g}\n")
+    return 0
+
+
+def _add_reference_parser(sub) -> None:
+    ref = sub.add_parser("reference", help="compute a reference solution (spectral solver)")
+    rsub = ref.add_subparsers(dest="reference_command", required=True)
+    tgv = rsub.add_parser("tgv", help="3D Taylor-Green vortex in [-pi, pi]^3 (pseudo-spectral)")
+    tgv.add_argument("--n", type=int, default=64, help="grid points per axis (even)")
+    tgv.add_argument("--re", type=float, default=100.0, help="Reynolds number, nu = 1 / Re")
+    tgv.add_argument("--t-end", type=float, default=2.0)
+    tgv.add_argument("--dt-out", type=float, default=0.1, help="interval of the output times")
+    tgv.add_argument("--cfl", type=float, default=0.5)
+    tgv.add_argument("--no-velocity", action="store_true",
+                     help="store only E, -dE/dt and enstrophy, not the fields")
+    tgv.add_argument("--out", required=True, help="NetCDF file to write")
+    ref.set_defaults(func=cmd_reference)
 
 
 def cmd_metalic(args) -> int:

@@ -108,6 +108,7 @@ class OutputSection:
     grid: list = field(default_factory=list)
     plots: bool = True
     progress: bool = True
+    reference_n: int = 0  # grid points per axis of a computed reference (0: the PDE's choice)
 
 
 @dataclass
@@ -319,6 +320,7 @@ def _minimums(cfg: Config):
     out += [(f"output.{k}", getattr(cfg.output, k), 0)
             for k in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")]
     out += [(f"output.grid[{i}]", n, 2) for i, n in enumerate(cfg.output.grid)]
+    out += [("output.reference_n", cfg.output.reference_n, 0)]
     out += [("parallel.threads", cfg.parallel.threads, 0)]
     for i, st in enumerate(cfg.stages):
         out += [(f"stages[{i}].{k}", getattr(st, k), low)

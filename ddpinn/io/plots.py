@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from .atomic import atomic_output
+from .flow_diagnostics import DIAGNOSTICS_FILE, plot_diagnostics
 from .netcdf import is_time_axis, read_solution
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def plot_run(run_dir: PathLike) -> List[Path]:
     Parameters
     ----------
     run_dir : str or os.PathLike
-        Directory that may hold ``solution.nc``, ``decomposition.json`` and ``metrics.jsonl``.
+        Directory that may hold ``solution.nc``, ``decomposition.json``, ``metrics.jsonl``
+        and ``diagnostics.nc``.
         Missing files are skipped silently.
 
     Returns
@@ -71,7 +73,8 @@ def plot_run(run_dir: PathLike) -> List[Path]:
     written: List[Path] = []
     for name, plotter in ((SOLUTION_FILE, plot_solution),
                           (DECOMPOSITION_FILE, plot_decomposition),
-                          (METRICS_FILE, plot_metrics)):
+                          (METRICS_FILE, plot_metrics),
+                          (DIAGNOSTICS_FILE, plot_diagnostics)):
         source = run / name
         if source.is_file():
             written += plotter(source, out_dir)

@@ -49,6 +49,9 @@ class PDE:
     gauge_outputs: tuple = ()
     # Groups of outputs also reported together, e.g. {"velocity": ("u", "v")}.
     error_groups: dict = {}
+    # Flows in a periodic box: runs also report E(t), -dE/dt and 2 nu enstrophy of the
+    # trained networks (outputs start with the velocity components; parameter "nu").
+    energy_diagnostics = False
 
     def __init__(self, space_dim: int, params: dict | None = None):
         params = dict(params or {})
@@ -75,6 +78,10 @@ class PDE:
     def has_exact(self) -> bool:
         return type(self).exact is not PDE.exact
 
+    @property
+    def has_computed_reference(self) -> bool:
+        return type(self).computed_reference is not PDE.computed_reference
+
     def residual(self, f, p: dict) -> torch.Tensor:
         """PDE residual at the points of ``f``: (E, N, n_equations).
 
@@ -86,6 +93,22 @@ class PDE:
         """Exact solution, x: (..., d) -> (..., n_out), written with torch ops so that
         tests can differentiate it."""
         raise NotImplementedError(f"PDE {self.name!r} has no exact solution")
+
+    def computed_reference(self, axes, p: dict, cache=None, resolution: int = 0):
+        """Reference computed by a solver ddpinn ships, for families without a closed form.
+
+        Parameters
+        ----------
+        axes : list of 1D ndarray, one per axis (space axes, then t)
+        cache : path or None -- a file where an expensive reference may be kept and reused
+        resolution : int -- grid points per axis of the solver (0: the family's choice)
+
+        Returns
+        -------
+        values : ndarray (len(axes[0]), ..., n_out)
+        source : str -- what the reference is, for the run's records
+        """
+        raise NotImplementedError(f"PDE {self.name!r} computes no reference")
 
     def boundary_data(self, x: torch.Tensor, axis: int, side: int, p: dict):
         """Dirichlet data on one face of the global domain (the initial face along t).

@@ -1,4 +1,5 @@
-"""Incompressible Navier-Stokes: steady 2D (Kovasznay flow) and unsteady 3D (Beltrami flow).
+"""Incompressible Navier-Stokes: steady 2D (Kovasznay flow), unsteady 3D (Beltrami flow) and the
+3D Taylor-Green vortex.
 
 Outputs are the velocity components and the pressure; residuals are the momentum equations
 followed by continuity.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ddpinn.pdes.base import PDE, register_pde
@@ -91,3 +93,66 @@ class Beltrami(IncompressibleNS):
 
     def boundary_data(self, x, axis, side, p):
         return self.exact(x, p), [True, True, True, False]
+
+
+@register_pde("taylor_green")
+class TaylorGreen(IncompressibleNS):
+    """3D Taylor-Green vortex in the periodic box [-pi, pi]^3, Re = 1 / nu (default 100).
+
+    Initial velocity u = sin x cos y cos z, v = -cos x sin y cos z, w = 0 (E = 1/8); periodic
+    in x, y, z, so the initial face is the only one with data. No closed form: the reference
+    is the project's pseudo-spectral solution (:mod:`ddpinn.references.spectral`), and runs
+    also report E(t), -dE/dt and 2 nu enstrophy of the trained networks.
+    """
+
+    outputs = ("u", "v", "w", "p")
+    space_dims = (3,)
+    time_dependent = True
+    defaults = {"nu": 1.0 / 100.0}
+    gauge_outputs = ("p",)
+    error_groups = {"velocity": ("u", "v", "w")}
+    domain = ([-math.pi] * 3, [math.pi] * 3, [0.0, 2.0])
+    energy_diagnostics = True
+
+    def boundary_data(self, x, axis, side, p):
+        if axis != 3:
+            raise ValueError(f"PDE 'taylor_green' has no data on the space faces: set "
+                             f"field 'domain.periodic' = [\"x\", \"y\", \"z\"] (got a "
+                             f"boundary face along {'xyz'[axis]!r})")
+        X, Y, Z = x[..., 0], x[..., 1], x[..., 2]
+        u = torch.sin(X) * torch.cos(Y) * torch.cos(Z)
+        v = -torch.cos(X) * torch.sin(Y) * torch.cos(Z)
+        return torch.stack([u, v, torch.zeros_like(u), torch.zeros_like(u)], dim=-1), \
+            [True, True, True, False]
+
+    def reference_resolution(self, p) -> int:
+        """Spectral grid points per axis by Reynolds number (resolves t <= 10 at Re 1600
+        only roughly; set output.reference_n for more)."""
+        return 64 if 1.0 / p["nu"] <= 200 else 128
+
+    def computed_reference(self, axes, p, cache=None, resolution=0):
+        """Spectral reference on the tensor grid ``axes`` (x, y, z, t 1D arrays).
+
+        Returns
+        -------
+        values : ndarray (len(x), len(y), len(z), len(t), 4), pressure with zero mean
+        source : str
+        """
+        from ddpinn.references.spectral import cached_taylor_green, interpolate
+
+        lower = [float(a.min()) for a in axes[:3]]
+        upper = [float(a.max()) for a in axes[:3]]
+        if max(abs(v + math.pi) for v in lower) > 1e-9 or \
+                max(abs(v - math.pi) for v in upper) > 1e-9:
+            raise ValueError(f"the Taylor-Green reference is computed on [-pi, pi]^3, but the "
+                             f"domain is {lower} to {upper}: set 'domain.lower' = [-pi]*3 "
+                             f"and 'domain.upper' = [pi]*3")
+        if resolution and (resolution < 4 or resolution % 2):
+            raise ValueError(f"field 'output.reference_n' = {resolution!r}: the spectral "
+                             f"solver needs an even number of grid points >= 4 (or 0: auto)")
+        n = int(resolution) or self.reference_resolution(p)
+        ref = cached_taylor_green(n, float(p["nu"]), np.asarray(axes[3], float), cache)
+        # One time at a time: the spectra of all times at once would not fit at n = 128.
+        values = np.stack([interpolate(np.concatenate([u, q[None]]), axes[:3])
+                           for u, q in zip(ref.velocity, ref.pressure)])  # (nt, 4, mx, my, mz)
+        return np.moveaxis(values, (0, 1), (3, 4)), f"spectral {n}^3, nu = {p['nu']:.6g}"

@@ -30,9 +30,14 @@ class TestGrid:
         return tuple(len(a) for a in self.axes)
 
 
-def make_test_grid(problem, shape=None) -> TestGrid:
+def make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
     """The reference's own grid where the PDE uses reference data, else a uniform grid
-    (``shape`` or a default by dimension) with the exact solution where there is one."""
+    (``shape`` or a default by dimension) with the exact solution or the PDE's computed
+    reference where there is one.
+
+    Collective when ``comm`` is given and the PDE computes its reference: rank 0 computes
+    it (into the file ``cache``) first, then the other ranks read it from there.
+    """
     pde, box = problem.pde, problem.box
     if pde.reference:
         ref = reference_data.load(pde.reference)
@@ -46,7 +51,29 @@ def make_test_grid(problem, shape=None) -> TestGrid:
     if pde.has_exact:
         truth = pde.exact(torch.as_tensor(pts), pde.params).numpy()
         return TestGrid(axes, pts, truth, "exact")
+    if pde.has_computed_reference:
+        values, source = _computed_reference(problem, axes, cache, comm)
+        return TestGrid(axes, pts, values.reshape(len(pts), -1), source)
     return TestGrid(axes, pts, None, "none")
+
+
+def _computed_reference(problem, axes, cache, comm):
+    from ddpinn.parallel.errors import agree
+
+    pde, resolution = problem.pde, problem.cfg.output.reference_n
+    out = None
+    for turn in ((0,), tuple(range(1, comm.size))) if comm is not None else ((0,),):
+        error = None
+        if comm is None or comm.rank in turn:
+            try:
+                out = pde.computed_reference(axes, pde.params, cache, resolution)
+            except (ValueError, OSError) as exc:
+                error = exc
+        if comm is not None:
+            agree(comm, error)  # rank 0 has written the cache before the others look
+        elif error is not None:
+            raise error
+    return out
 
 
 def relative_errors(pde, pred: np.ndarray, truth: np.ndarray) -> dict:

@@ -137,16 +137,20 @@ class Solver:
         idx = np.clip(np.floor(frac * grid).astype(int), 0, grid - 1)
         return np.ravel_multi_index(tuple(idx.T), tuple(grid))
 
-    def predict(self, points: np.ndarray, chunk: int = 8192) -> np.ndarray | None:
+    def predict(self, points: np.ndarray, chunk: int = 8192, values=None,
+                n_values: int | None = None) -> np.ndarray | None:
         """Collective. Evaluate the experts at global points (P, d).
 
         Each rank evaluates the points inside its own subdomains; rank 0 receives the
-        assembled (P, n_out) array, other ranks get None.
+        assembled (P, n_out) array, other ranks get None. ``values(model, x)`` maps a padded
+        batch x (E, n, d) to (E, n, n_values) instead of the outputs (e.g. derivatives).
         """
+        if values is None:
+            values, n_values = _outputs, self.pde.n_out
         sid_of = self.locate(points)
         local = {s: e for e, s in enumerate(self.sids)}
         mine = np.flatnonzero(np.isin(sid_of, self.sids))
-        out = np.empty((len(mine), self.pde.n_out))
+        out = np.empty((len(mine), n_values))
         if len(mine):
             e_idx = np.array([local[s] for s in sid_of[mine]])
             counts = np.bincount(e_idx, minlength=len(self.sids))
@@ -157,17 +161,21 @@ class Solver:
                 len(self.sids), width, -1)
             slot = np.concatenate([np.arange(c) for c in counts])
             x[e_idx[order], slot] = points[mine[order]]
-            with torch.no_grad():
-                vals = []
-                for i in range(0, width, chunk):
-                    xb = torch.as_tensor(x[:, i:i + chunk], dtype=self.dtype, device=self.device)
-                    vals.append(self.model(xb).double().cpu().numpy())
-                vals = np.concatenate(vals, axis=1)
+            vals = []
+            for i in range(0, width, chunk):
+                xb = torch.as_tensor(x[:, i:i + chunk], dtype=self.dtype, device=self.device)
+                vals.append(values(self.model, xb).detach().double().cpu().numpy())
+            vals = np.concatenate(vals, axis=1)
             out[order] = vals[e_idx[order], slot]
         parts = self.comm.gather((mine, out))
         if self.comm.rank != 0:
             return None
-        result = np.empty((len(points), self.pde.n_out))
+        result = np.empty((len(points), n_values))
         for idx, vals in parts:
             result[idx] = vals
         return result
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        return model(x)

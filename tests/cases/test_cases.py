@@ -9,12 +9,15 @@ from pathlib import Path
 import netCDF4
 import pytest
 
+from ddpinn.io.config import tomllib
+from ddpinn.pdes import get_pde_class
+
 from tests.mpi.conftest import ROOT, check, run_case
 
 CASES = sorted((ROOT / "cases").glob("*.toml"))
 FEW_STEPS = ("stages.0.steps=2", "stages.1.steps=1", "points.interior=64",
              "points.boundary=8", "points.interface=8", "output.eval_every=1",
-             "output.grid=[]", "output.checkpoint_every=3")
+             "output.grid=[]", "output.checkpoint_every=3", "output.reference_n=16")
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
@@ -32,6 +35,11 @@ def test_case_runs(tmp_path, case, ranks):
             assert name.strip() in ds.variables
     assert (out / "config.toml").exists() and (out / "decomposition.json").exists()
     assert list((out / "checkpoints").glob("ckpt_*.pt"))
+    if get_pde_class(tomllib.loads(case.read_text())["pde"]["name"]).energy_diagnostics:
+        with netCDF4.Dataset(out / "diagnostics.nc") as ds:
+            assert len(ds.variables["energy"][:]) == len(ds.variables["t"][:]) == 17
+            assert ds.variables["reference_energy"][0] == pytest.approx(0.125, rel=1e-12)
+        assert "l2_velocity" in json.loads((out / "errors.json").read_text())
 
 
 def test_info_and_plot_commands(tmp_path):
