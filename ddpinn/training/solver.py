@@ -120,10 +120,13 @@ class Solver:
         self.set_interior(torch.as_tensor(np.stack(new)))
         return True
 
-    def begin_step(self) -> None:
-        """Start of an optimizer step: causal weights are taken anew at its first evaluation."""
-        if self.causal is not None:
-            self.causal.begin_step()
+    def begin_step(self) -> bool:
+        """Start of an optimizer step: causal weights are taken anew at its first evaluation.
+        Returns True when the objective may change from the last step's (causal weights)."""
+        if self.causal is None:
+            return False
+        self.causal.begin_step()
+        return True
 
     # -- loss ----------------------------------------------------------------------------
     def _backend_int_sum(self, ints: np.ndarray) -> np.ndarray:

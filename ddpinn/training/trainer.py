@@ -254,7 +254,10 @@ class Trainer:
             opt = self.optimizer
             while self.stage_step < stage.steps:
                 self._maybe_resample()
-                self.solver.begin_step()
+                # New causal weights are a new objective: L-BFGS must not reuse the loss and
+                # gradient of its last line search (also what makes restarts identical).
+                if self.solver.begin_step() and isinstance(opt, DistributedLBFGS):
+                    opt.forget_current()
                 if isinstance(opt, torch.optim.Adam):
                     for g in opt.param_groups:
                         g["lr"] = stage.lr * self.lr_scale * lr_factor(stage, self.stage_step)
