@@ -13,8 +13,8 @@ from ddpinn.decomposition import owned_sids, partition
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import needed_quantities
 from ddpinn.nn import BatchedMLP
-from ddpinn.parallel.backends import make_backend
 from ddpinn.nn.taylor import make_fields
+from ddpinn.parallel.backends import make_backend
 from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.causal import CausalWeights
 from ddpinn.training.loss import local_loss
