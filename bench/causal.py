@@ -3,7 +3,7 @@
 Runs one case (default: advection with beta = 30, the propagation-failure example of both
 papers) with each variant below for the same number of Adam steps, reads ``errors.json`` and
 the training time, and writes a table to BENCHMARKS.md (section "Causal weights and R3
-sampling") with the command of each row.
+sampling: CASE, beta = B") with the command of each row.
 
     python bench/causal.py                          # all variants, 600 Adam steps
     python bench/causal.py plain causal --steps 1000
@@ -80,6 +80,7 @@ def main() -> None:
                     help="further case overrides, for every variant")
     ap.add_argument("--out", default="runs/bench_causal")
     ap.add_argument("--collect", action="store_true", help="read runs made earlier")
+    ap.add_argument("--note", default="", help="a sentence on the figures, for the section")
     ap.add_argument("--benchmarks", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -94,8 +95,9 @@ def main() -> None:
             + "".join(f" --set {shlex.quote(s)}" for s in args.set)
             + "`; command per row:\n\n"
             + "\n".join(f"- {r['variant']}: `{r['command']}`" for r in rows)
-            + "\n\n" + table(rows))
-    update_section(Path(args.benchmarks), "Causal weights and R3 sampling", body)
+            + "\n\n" + table(rows) + (f"\n\n{args.note}" if args.note else ""))
+    title = f"Causal weights and R3 sampling: {Path(args.case).stem}, beta = {args.beta:g}"
+    update_section(Path(args.benchmarks), title, body)
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 
