@@ -68,6 +68,14 @@ class PointsSection:
     interface: int = 32
     data: int = 0
     resample_every: int = 0
+    resample: str = "uniform"  # how points change every resample_every steps: RESAMPLERS
+
+
+@dataclass
+class CausalSection:
+    chunks: int = 0  # time chunks of the residual loss (0: no causal weights)
+    epsilon: Union[float, list] = 1.0  # a number, or a schedule of increasing numbers
+    threshold: float = 0.99  # next epsilon once the smallest weight exceeds this
 
 
 @dataclass
@@ -128,6 +136,7 @@ class Config:
     points: PointsSection = field(default_factory=PointsSection)
     interface: InterfaceSection = field(default_factory=InterfaceSection)
     loss: LossSection = field(default_factory=LossSection)
+    causal: CausalSection = field(default_factory=CausalSection)
     stages: list = field(default_factory=lambda: [StageSection()])
     output: OutputSection = field(default_factory=OutputSection)
     parallel: ParallelSection = field(default_factory=ParallelSection)
@@ -159,6 +168,8 @@ SCHEDULES = ("constant", "exponential", "cosine")
 ACTIVATIONS = ("tanh", "sin", "gelu", "silu")
 BACKENDS = ("mpi4py", "torch", "horovod", "auto")
 DEVICES = ("cpu", "cuda", "auto")
+# Point updates every points.resample_every steps (see ddpinn.training.resampling).
+RESAMPLERS = ("uniform", "r3")
 
 
 def _allowed(cls) -> list:
@@ -181,7 +192,7 @@ def _coerce(path: str, value: Any, default: Any, hint) -> Any:
     elif isinstance(default, int) and not isinstance(default, bool):
         ok = isinstance(value, int) and not isinstance(value, bool)
         want = "an integer"
-    elif isinstance(default, float):
+    elif isinstance(default, float) and "Union" not in str(hint):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
         want = "a number"
@@ -300,11 +311,32 @@ def validate(cfg: Config) -> None:
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
     for i, st in enumerate(cfg.stages):
         check_choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
+    check_choice("points.resample", cfg.points.resample, RESAMPLERS)
+    if cfg.points.resample == "r3" and cfg.points.resample_every < 1:
+        raise ConfigError(f"field 'points.resample_every' = {cfg.points.resample_every!r} "
+                          f"must be >= 1 with points.resample = 'r3' (steps between updates)")
+    _validate_causal(cfg)
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
                           f"({', '.join(cfg.axis_names)})")
     # Names of PDEs and conditions are checked against their registries by the caller
     # (``ddpinn.problem.build``), which knows what is installed.
+
+
+def _validate_causal(cfg: Config) -> None:
+    """Causal weights need a time axis; epsilon becomes a non-empty list of numbers >= 0."""
+    c = cfg.causal
+    if c.chunks and not cfg.has_time:
+        raise ConfigError(f"field 'causal.chunks' = {c.chunks!r} needs a time axis: set field "
+                          f"'domain.time' or leave causal.chunks = 0")
+    eps = c.epsilon if isinstance(c.epsilon, list) else [c.epsilon]
+    if not eps or any(isinstance(e, bool) or not isinstance(e, (int, float)) or not e >= 0
+                      for e in eps):
+        raise ConfigError(f"field 'causal.epsilon' = {c.epsilon!r} must be a number >= 0 or a "
+                          f"non-empty list of numbers >= 0 (a schedule)")
+    c.epsilon = [float(e) for e in eps]
+    if not 0 < c.threshold <= 1:
+        raise ConfigError(f"field 'causal.threshold' = {c.threshold!r} must be in (0, 1]")
 
 
 def _minimums(cfg: Config):
@@ -315,6 +347,7 @@ def _minimums(cfg: Config):
     out += [(f"points.{k}", getattr(cfg.points, k), low)
             for k, low in (("interior", 1), ("boundary", 1), ("interface", 1), ("data", 0),
                            ("resample_every", 0))]
+    out += [("causal.chunks", cfg.causal.chunks, 0)]
     out += [(f"loss.{k}", getattr(cfg.loss, k), 0.0) for k in ("residual", "boundary", "data")]
     out += [(f"interface.weights.{k}", v, 0.0) for k, v in cfg.interface.weights.items()]
     out += [(f"output.{k}", getattr(cfg.output, k), 0)

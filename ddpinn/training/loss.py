@@ -33,7 +33,7 @@ class LossTerms:
 
 
 def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, weights,
-               quantities, derivatives="taylor") -> LossTerms:
+               quantities, derivatives="taylor", causal=None) -> LossTerms:
     """Collective (neighbour exchange). Loss of this rank's experts.
 
     Parameters
@@ -48,6 +48,8 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     quantities : tuple of str, interface quantities the conditions need
     derivatives : str, derivative engine ("taylor" or "autograd"; see
         :func:`ddpinn.nn.taylor.make_fields`)
+    causal : CausalWeights or None; collective when given: squared residual per row (E, N)
+        -> constant weights per row (E, N) of the residual term
     """
     x = batch.x.detach().requires_grad_(True)
     fields = make_fields(model, x, pde.axes, pde.outputs, derivatives)
@@ -58,10 +60,16 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     # Post early, complete late: the sends overlap with the local terms below.
     handle = exchange.post(plan, comm, mine)
 
-    per_res = (res.pow(2).sum(-1) * batch.res_w).sum(-1)  # (E,)
+    res_sq = res.pow(2).sum(-1)  # (E, N)
+    per_res = (res_sq * batch.res_w).sum(-1)  # (E,)
+    if causal is not None:
+        weighted_res = (res_sq * (batch.res_w * causal(res_sq.detach()))).sum(-1)
+    else:
+        weighted_res = per_res
     per_bc = ((u - batch.bc_target).pow(2) * batch.bc_w).sum((-1, -2))
     per_data = ((u - batch.data_target).pow(2) * batch.data_w).sum((-1, -2))
-    per_expert = weights.residual * per_res + weights.boundary * per_bc + weights.data * per_data
+    per_expert = (weights.residual * weighted_res + weights.boundary * per_bc
+                  + weights.data * per_data)
 
     other = exchange.complete(plan, comm, mine, handle)
     n_experts = per_expert.shape[0]

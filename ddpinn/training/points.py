@@ -14,7 +14,7 @@ import torch
 
 from ddpinn.geometry import Face, sample_box, sample_face
 
-TAG_INTERIOR, TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE = 1, 2, 3, 4
+TAG_INTERIOR, TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE, TAG_R3 = 1, 2, 3, 4, 5
 
 
 def rng_for(seed: int, *key: int) -> np.random.Generator:

@@ -13,10 +13,13 @@ from ddpinn.decomposition import owned_sids, partition
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import ConditionSet, needed_quantities
 from ddpinn.nn import BatchedMLP
+from ddpinn.nn.taylor import make_fields
 from ddpinn.parallel.backends import make_backend
 from ddpinn.parallel.reduce import reproducible_sum
+from ddpinn.training.causal import CausalWeights
 from ddpinn.training.loss import local_loss
 from ddpinn.training.points import build_points
+from ddpinn.training.resampling import r3_points
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -55,6 +58,9 @@ class Solver:
             for n, v in sorted(cfg.pde.inverse.items())})
         self.backend = make_backend(cfg.parallel.backend, comm)
         self.set_conditions(problem.conditions)
+        self.causal = CausalWeights(
+            cfg.causal, cfg.domain.time, problem.time_axis, comm,
+            self.decomposition.n_subdomains) if cfg.causal.chunks else None
         self.epoch = -1
         self.resample(0)
 
@@ -78,6 +84,51 @@ class Solver:
         self.plan = exchange.InterfacePlan(self.batch.sides, self.sids, self.owner,
                                            self.comm.rank, self.batch.n_interface,
                                            self.batch.x.shape[1], self.device)
+        self._points_changed()
+        return True
+
+    def _points_changed(self) -> None:
+        if self.causal is not None:
+            self.causal.assign(self.batch.x, self.batch.res_w)
+
+    def interior_points(self) -> torch.Tensor:
+        """Interior points of the local experts: (E, n_interior, d)."""
+        return self.batch.x[:, :self.cfg.points.interior].detach()
+
+    def set_interior(self, points: torch.Tensor) -> None:
+        """Replace the interior points (E, n_interior, d), e.g. from a checkpoint."""
+        with torch.no_grad():
+            self.batch.x[:, :self.cfg.points.interior] = points.to(self.batch.x)
+        self._points_changed()
+
+    def residual_magnitude(self) -> np.ndarray:
+        """|r| (norm over the equations) at every row of the current points: (E, N)."""
+        x = self.batch.x.detach().requires_grad_(True)
+        fields = make_fields(self.model, x, self.pde.axes, self.pde.outputs,
+                             self.cfg.network.derivatives)
+        n_local = self.model.n_experts
+        shared = {n: p.detach().reshape(1, 1).expand(n_local, 1)
+                  for n, p in self.shared.items()}
+        res = self.pde.residual(fields, {**self.pde.params, **shared})
+        return res.detach().pow(2).sum(-1).sqrt().double().cpu().numpy()
+
+    def r3_update(self, step: int) -> bool:
+        """Retain-resample-release of every local expert's interior points at ``step``
+        (see :mod:`ddpinn.training.resampling`); returns True."""
+        n = self.cfg.points.interior
+        magnitude = self.residual_magnitude()[:, :n]
+        current = self.interior_points().double().cpu().numpy()
+        new = [r3_points(current[e], magnitude[e], self.decomposition.subdomains[sid].box,
+                         self.cfg.case.seed, step, sid) for e, sid in enumerate(self.sids)]
+        self.set_interior(torch.as_tensor(np.stack(new)))
+        return True
+
+    def begin_step(self) -> bool:
+        """Start of an optimizer step: causal weights are taken anew at its first evaluation.
+        Returns True when the objective may change from the last step's (causal weights)."""
+        if self.causal is None:
+            return False
+        self.causal.begin_step()
         return True
 
     # -- loss ----------------------------------------------------------------------------
@@ -108,7 +159,7 @@ class Solver:
         terms = local_loss(self.model, self.pde, {**self.pde.params, **leaves}, self.batch,
                            self.plan, self.comm, self.conditions,
                            self.problem.condition_weights, self.cfg.loss, self.quantities,
-                           derivatives=self.cfg.network.derivatives)
+                           derivatives=self.cfg.network.derivatives, causal=self.causal)
         terms.total.backward()
         if leaves:
             per_expert = np.stack([
@@ -127,6 +178,9 @@ class Solver:
             metrics[f"mismatch_{kind}"] = metrics[f"mismatch_{kind}"] / n if n else 0.0
         for n, p in self.shared.items():
             metrics[f"param_{n}"] = float(p.detach())
+        if self.causal is not None:
+            metrics["causal_weight_min"] = float(self.causal.weights.min())
+            metrics["causal_epsilon"] = self.causal.epsilon
         return metrics["loss"], metrics
 
     # -- evaluation ----------------------------------------------------------------------

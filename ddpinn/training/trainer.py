@@ -12,6 +12,7 @@ from ddpinn.io.metrics import MetricsWriter
 from ddpinn.parallel.errors import DDPINNError
 from ddpinn.training.evaluate import evaluate
 from ddpinn.training.lbfgs import DistributedLBFGS
+from ddpinn.training.resampling import RESAMPLERS
 
 log = logging.getLogger("ddpinn")
 
@@ -102,6 +103,10 @@ class Trainer:
                     target[f"lbfgs/y/{i}/{n}"] = yv[j]
             scalars.update(lbfgs_rho=list(opt.rho), lbfgs_n_iter=opt.n_iter,
                            lbfgs_len=len(opt.s))
+        if self.cfg.points.resample == "r3":  # adapted points are state, not a function of epoch
+            dist["points/interior"] = s.interior_points()
+        if s.causal is not None:
+            scalars.update(s.causal.state())
         experts = checkpoint.split_by_sid(dist, s.sids)
         scalars.update(global_step=self.global_step, stage_index=self.stage_index,
                        stage_step=self.stage_step, epoch=s.epoch, lr_scale=self.lr_scale)
@@ -140,6 +145,10 @@ class Trainer:
         self.stage_step = sc["stage_step"]
         self.lr_scale = min(self.lr_scale, sc.get("lr_scale", 1.0))
         s.resample(sc["epoch"])
+        if "points/interior" in stacked:
+            s.set_interior(stacked["points/interior"])
+        if s.causal is not None:
+            s.causal.load_state(sc)
         if self.stage_index >= len(self.cfg.stages):
             return
         stage = self.cfg.stages[self.stage_index]
@@ -168,7 +177,8 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def _maybe_resample(self):
         every = self.cfg.points.resample_every
-        if every > 0 and self.solver.resample(self.global_step // every) and \
+        update = RESAMPLERS[self.cfg.points.resample]
+        if every > 0 and update(self.solver, self.global_step, every) and \
                 isinstance(self.optimizer, DistributedLBFGS):
             self.optimizer.forget_current()
 
@@ -244,6 +254,10 @@ class Trainer:
             opt = self.optimizer
             while self.stage_step < stage.steps:
                 self._maybe_resample()
+                # New causal weights are a new objective: L-BFGS must not reuse the loss and
+                # gradient of its last line search (also what makes restarts identical).
+                if self.solver.begin_step() and isinstance(opt, DistributedLBFGS):
+                    opt.forget_current()
                 if isinstance(opt, torch.optim.Adam):
                     for g in opt.param_groups:
                         g["lr"] = stage.lr * self.lr_scale * lr_factor(stage, self.stage_step)
