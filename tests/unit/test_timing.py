@@ -27,10 +27,10 @@ def test_nested_measurements_are_exclusive():
         busy(0.02)
     wall = time.perf_counter() - t0
     s = times.seconds
-    assert s["compute"] == pytest.approx(0.04, abs=0.01)
-    assert s["exchange"] == pytest.approx(0.03, abs=0.01)
-    assert s["allreduce"] == pytest.approx(0.01, abs=0.005)
-    assert sum(s.values()) == pytest.approx(wall, rel=1e-3)  # nothing counted twice
+    # Lower bounds only: time slicing on a busy machine can only add time.
+    assert s["compute"] >= 0.04 and s["exchange"] >= 0.03 and s["allreduce"] >= 0.01
+    # Nothing counted twice: the exclusive parts add up to the wall time of the block.
+    assert sum(s.values()) == pytest.approx(wall, rel=1e-3)
     times.reset()
     assert times.seconds == {"compute": 0.0, "exchange": 0.0, "allreduce": 0.0}
 
