@@ -43,7 +43,7 @@ class TorchDistributedBackend:
     def __init__(self, comm):
         import torch.distributed as dist
 
-        self.dist = dist
+        self.dist, self.comm = dist, comm
         if not dist.is_initialized():
             import socket
 
@@ -66,7 +66,8 @@ class TorchDistributedBackend:
             self.dist.destroy_process_group()
 
     def allreduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
-        self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM)
+        with self.comm.times.measure("allreduce"):
+            self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM)
         return tensor
 
 
@@ -80,10 +81,11 @@ class HorovodBackend:
         hvd.init()
         if hvd.size() != comm.size:
             raise RuntimeError(f"Horovod sees {hvd.size()} ranks but MPI has {comm.size}")
-        self.hvd = hvd
+        self.hvd, self.comm = hvd, comm
 
     def allreduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.hvd.allreduce_(tensor, op=self.hvd.Sum, name="ddpinn.shared")
+        with self.comm.times.measure("allreduce"):
+            return self.hvd.allreduce_(tensor, op=self.hvd.Sum, name="ddpinn.shared")
 
 
 def horovod_available() -> bool:

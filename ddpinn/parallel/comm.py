@@ -10,6 +10,8 @@ import os
 import numpy as np
 import torch
 
+from ddpinn.parallel.timing import StepTimes
+
 
 class SerialComm:
     """A one-process stand-in with the same interface as :class:`Comm`."""
@@ -18,6 +20,14 @@ class SerialComm:
     size = 1
     local_rank = 0
     local_size = 1
+
+    @property
+    def times(self) -> StepTimes:
+        """Time spent in this rank's exchange waits and allreduces (and, measured by the
+        solver, its compute), reset at every training step."""
+        if "_times" not in self.__dict__:
+            self._times = StepTimes()
+        return self._times
 
     def allreduce(self, value, op: str = "sum"):
         return value
@@ -75,16 +85,18 @@ class Comm(SerialComm):
     def allreduce(self, value, op: str = "sum"):
         """Collective. Reduce a Python scalar or numpy array across all ranks."""
         mpi_op = getattr(self._MPI, self._OPS[op])
-        if isinstance(value, np.ndarray):
-            out = np.empty_like(value)
-            self.mpi.Allreduce(np.ascontiguousarray(value), out, op=mpi_op)
-            return out
-        return self.mpi.allreduce(value, op=mpi_op)
+        with self.times.measure("allreduce"):
+            if isinstance(value, np.ndarray):
+                out = np.empty_like(value)
+                self.mpi.Allreduce(np.ascontiguousarray(value), out, op=mpi_op)
+                return out
+            return self.mpi.allreduce(value, op=mpi_op)
 
     def allreduce_tensor_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Collective. In-place sum of a tensor across ranks (via host memory)."""
         host = tensor.detach().to("cpu").contiguous()
-        self.mpi.Allreduce(self._MPI.IN_PLACE, host.numpy(), op=self._MPI.SUM)
+        with self.times.measure("allreduce"):
+            self.mpi.Allreduce(self._MPI.IN_PLACE, host.numpy(), op=self._MPI.SUM)
         if host.data_ptr() != tensor.data_ptr():
             tensor.copy_(host)
         return tensor
@@ -125,7 +137,8 @@ class Comm(SerialComm):
     def wait_exchange(self, handle) -> dict:
         """Complete a posted exchange; returns dict rank -> Tensor (1D, CPU)."""
         reqs, recv, _ = handle
-        self._MPI.Request.Waitall(reqs)
+        with self.times.measure("exchange"):
+            self._MPI.Request.Waitall(reqs)
         return {r: torch.from_numpy(buf) for r, buf in recv.items()}
 
     def abort(self, code: int = 1) -> None:

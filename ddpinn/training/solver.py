@@ -150,6 +150,11 @@ class Solver:
         loss : float, the global objective (sum over all experts)
         metrics : dict name -> float, global sums (bitwise the same on any rank count)
         """
+        # Compute time: the whole closure less the exchange waits and allreduces inside it.
+        with self.comm.times.measure("compute"):
+            return self._loss_and_gradients()
+
+    def _loss_and_gradients(self):
         self.zero_grad()
         n_local, n_total = self.model.n_experts, self.decomposition.n_subdomains
         # Each expert sees its own leaf copy of every shared unknown, shape (E, 1), so the

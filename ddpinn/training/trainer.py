@@ -5,6 +5,7 @@ import logging
 import math
 import time
 
+import numpy as np
 import torch
 
 from ddpinn.io import checkpoint
@@ -202,11 +203,26 @@ class Trainer:
         log.warning("%s: rolled back to %s with learning rate x%g (rollback %d of %d)",
                     where, path.name, self.lr_scale, self.rollbacks, self.max_rollbacks)
 
-    def _record(self, stage, loss, metrics, t_start, total_steps, done_at_start):
+    def _step_times(self, step_seconds: float) -> dict:
+        """Collective. The step's wall time and its split, each the mean over ranks (s).
+
+        ``time_compute`` is forward, derivatives, loss and backward; ``time_exchange`` the
+        wait for the interface values of other ranks; ``time_allreduce`` the shared-gradient,
+        metric and L-BFGS reductions. The rest of ``time_step`` is the L-BFGS vector algebra.
+        Adam's update follows the record and is not included. Never part of the loss.
+        """
+        t = self.comm.times.seconds
+        local = np.array([step_seconds, t["compute"], t["exchange"], t["allreduce"]])
+        mean = self.comm.allreduce(local) / self.comm.size
+        return dict(zip(("time_step", "time_compute", "time_exchange", "time_allreduce"),
+                        (float(v) for v in mean)))
+
+    def _record(self, stage, loss, metrics, t_start, total_steps, done_at_start, step_seconds):
         if not math.isfinite(loss):
             raise Diverged(loss)
         out = self.cfg.output
-        row = {"step": self.global_step, "stage": self.stage_index, **metrics}
+        row = {"step": self.global_step, "stage": self.stage_index, **metrics,
+               **self._step_times(step_seconds)}
         if out.eval_every and self.test_grid is not None and self.test_grid.truth is not None \
                 and self.global_step % out.eval_every == 0:
             _, self.last_errors = evaluate(self.solver, self.test_grid)
@@ -254,6 +270,8 @@ class Trainer:
             opt = self.optimizer
             while self.stage_step < stage.steps:
                 self._maybe_resample()
+                self.comm.times.reset()
+                t_step = time.perf_counter()
                 # New causal weights are a new objective: L-BFGS must not reuse the loss and
                 # gradient of its last line search (also what makes restarts identical).
                 if self.solver.begin_step() and isinstance(opt, DistributedLBFGS):
@@ -262,7 +280,8 @@ class Trainer:
                     for g in opt.param_groups:
                         g["lr"] = stage.lr * self.lr_scale * lr_factor(stage, self.stage_step)
                     loss, metrics = self.solver.closure()
-                    self._record(stage, loss, metrics, t_start, total, done_at_start)
+                    self._record(stage, loss, metrics, t_start, total, done_at_start,
+                                 time.perf_counter() - t_step)
                     opt.step()
                 else:
                     box = {}
@@ -273,7 +292,7 @@ class Trainer:
 
                     opt.step(closure)
                     self._record(stage, box["loss"], box["metrics"], t_start, total,
-                                 done_at_start)
+                                 done_at_start, time.perf_counter() - t_step)
                 self.global_step += 1
                 self.stage_step += 1
                 if every and self.global_step % every == 0:
