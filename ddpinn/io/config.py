@@ -114,6 +114,7 @@ class ParallelSection:
     backend: str = "mpi4py"
     threads: int = 0
     device: str = "cpu"
+    replicas: int = 1  # ranks sharing one block of experts, each with a share of the points
 
 
 @dataclass
@@ -298,6 +299,12 @@ def validate(cfg: Config) -> None:
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
     for i, st in enumerate(cfg.stages):
         check_choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
+    replicas = cfg.parallel.replicas
+    for k in ("interior", "boundary", "interface", "data"):
+        n = getattr(cfg.points, k)
+        if replicas > 1 and 0 < n < replicas:
+            raise ConfigError(f"field 'points.{k}' = {n} must be >= parallel.replicas = "
+                              f"{replicas}: every replica takes a share of the points")
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
                           f"({', '.join(cfg.axis_names)})")
@@ -318,7 +325,8 @@ def _minimums(cfg: Config):
     out += [(f"output.{k}", getattr(cfg.output, k), 0)
             for k in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")]
     out += [(f"output.grid[{i}]", n, 2) for i, n in enumerate(cfg.output.grid)]
-    out += [("parallel.threads", cfg.parallel.threads, 0)]
+    out += [("parallel.threads", cfg.parallel.threads, 0),
+            ("parallel.replicas", cfg.parallel.replicas, 1)]
     for i, st in enumerate(cfg.stages):
         out += [(f"stages[{i}].{k}", getattr(st, k), low)
                 for k, low in (("steps", 0), ("decay_steps", 1), ("history", 1),

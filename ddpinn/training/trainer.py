@@ -70,8 +70,10 @@ class Trainer:
         lr = stage.lr * self.lr_scale
         if stage.optimizer == "adam":
             return torch.optim.Adam(s.parameters(), lr=lr)
-        return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()), s.comm,
-                                s.decomposition.n_subdomains, lr=lr, history=stage.history,
+        # Inner products over one replica of every group (peer_comm): replicas hold identical
+        # parameters and gradients, so each expert counts once and all replicas agree.
+        return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()),
+                                s.layout.peer_comm, s.decomposition.n_subdomains, lr=lr, history=stage.history,
                                 max_evals=stage.max_evals)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -102,7 +104,8 @@ class Trainer:
                     target[f"lbfgs/y/{i}/{n}"] = yv[j]
             scalars.update(lbfgs_rho=list(opt.rho), lbfgs_n_iter=opt.n_iter,
                            lbfgs_len=len(opt.s))
-        experts = checkpoint.split_by_sid(dist, s.sids)
+        # One replica per group writes the group's experts (the records are keyed by sid).
+        experts = checkpoint.split_by_sid(dist, s.sids) if s.layout.replica == 0 else {}
         scalars.update(global_step=self.global_step, stage_index=self.stage_index,
                        stage_step=self.stage_step, epoch=s.epoch, lr_scale=self.lr_scale)
         return experts, shared, scalars
@@ -113,7 +116,8 @@ class Trainer:
         experts, shared, scalars = self.state()
         meta = {"case": self.cfg.case.name, "grid": list(self.solver.decomposition.grid),
                 "n_subdomains": self.solver.decomposition.n_subdomains,
-                "pde": self.cfg.pde.name, "ranks": self.comm.size}
+                "pde": self.cfg.pde.name, "ranks": self.comm.size,
+                "replicas": self.solver.layout.replicas}
         path = checkpoint.checkpoint_path(self.ckpt_dir, self.global_step)
         checkpoint.save(path, self.comm, experts, shared, scalars, meta,
                         keep=self.cfg.output.keep_checkpoints)
