@@ -102,3 +102,21 @@ def test_config_replicas():
         from_dict({**base, "parallel": {"replicas": 0}})
     with pytest.raises(ConfigError, match="'points.boundary' = 2 must be >= parallel.replicas"):
         from_dict({**base, "parallel": {"replicas": 3}, "points": {"boundary": 2}})
+
+
+def test_info_shows_groups_and_replicas(capsys):
+    from pathlib import Path
+
+    from ddpinn.cli import main
+
+    case = Path(__file__).resolve().parents[1] / "mpi" / "cases" / "invariance.toml"
+    assert main(["info", str(case), "--ranks", "4", "--set", "parallel.replicas=2"]) == 0
+    out = capsys.readouterr().out
+    assert "partition over 2 groups of 2 replicas (4 ranks)" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.split()[:2] in (["0", "0-1"],
+                                                                        ["1", "2-3"])]
+    # Each replica exchanges its share (6 of 12 points) of the 2 interfaces to the other group.
+    assert [r[:3] for r in rows] == [["0", "0-1", "4"], ["1", "2-3", "4"]]
+    assert all(r[5] == "12" for r in rows)
+    assert main(["info", str(case), "--ranks", "6", "--set", "parallel.replicas=4"]) == 2
+    assert "'parallel.replicas' = 4 does not divide the 6 ranks" in capsys.readouterr().err
