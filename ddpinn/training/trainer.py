@@ -73,8 +73,8 @@ class Trainer:
         # Inner products over one replica of every group (peer_comm): replicas hold identical
         # parameters and gradients, so each expert counts once and all replicas agree.
         return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()),
-                                s.layout.peer_comm, s.decomposition.n_subdomains, lr=lr, history=stage.history,
-                                max_evals=stage.max_evals)
+                                s.layout.peer_comm, s.decomposition.n_subdomains, lr=lr,
+                                history=stage.history, max_evals=stage.max_evals)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _named_model(self):
