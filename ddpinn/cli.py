@@ -44,6 +44,7 @@ def _setup(args, comm):
     """Collective. Config, problem and rank-count checks; errors agreed on all ranks."""
     from ddpinn.io.config import load
     from ddpinn.parallel.errors import agree
+    from ddpinn.parallel.replicas import check_replicas
     from ddpinn.problem import build_problem
 
     error, cfg, problem = None, None, None
@@ -52,10 +53,7 @@ def _setup(args, comm):
         problem = build_problem(cfg)
         n_sub = problem.decomposition.n_subdomains
         ranks = getattr(args, "ranks", None) or comm.size
-        if ranks > n_sub:
-            raise ValueError(f"{ranks} ranks but only {n_sub} subdomains (grid "
-                             f"{cfg.decomposition.grid}): use at most {n_sub} ranks or a finer "
-                             f"'decomposition.grid'")
+        check_replicas(ranks, cfg.parallel.replicas, n_sub)
     except Exception as exc:  # every failure here is reported collectively
         error = exc
     agree(comm, error)
@@ -252,7 +250,9 @@ def cmd_info(args) -> int:
         return EXIT_CONFIG
     d, pde = problem.decomposition, problem.pde
     ranks = args.ranks or 1
-    owner = partition(d.grid, ranks)
+    replicas = cfg.parallel.replicas
+    groups = ranks // replicas
+    owner = partition(d.grid, groups)
     print(f"case {cfg.case.name!r}: PDE {pde.name} (outputs {', '.join(pde.outputs)}), "
           f"axes {', '.join(d.box.names)}")
     print(f"domain lower {list(d.box.lower)} upper {list(d.box.upper)}; periodic "
@@ -270,18 +270,32 @@ def cmd_info(args) -> int:
           f"{', '.join(q)} = {per_point} values")
     n_if = cfg.points.interface
     itemsize = 4 if cfg.case.dtype == "float32" else 8
-    print(f"partition over {ranks} ranks:")
-    print(f"{'rank':>6} {'subdomains':>10}  {'sids':<24} {'nbr ranks':>9} "
-          f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10}")
-    for r in range(ranks):
+    if replicas == 1:
+        print(f"partition over {ranks} ranks:")
+        print(f"{'rank':>6} {'subdomains':>10}  {'sids':<24} {'nbr ranks':>9} "
+              f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10}")
+    else:
+        # Per replica: its share of every interface's points (the first replica's, the largest).
+        n_if = len(range(0, n_if, replicas))
+        print(f"partition over {groups} groups of {replicas} replicas ({ranks} ranks); group g "
+              f"is ranks {replicas}g..{replicas}g+{replicas - 1}, each replica takes 1/{replicas} "
+              f"of the points and exchanges with the same replica of the neighbour groups")
+        print(f"{'group':>6} {'ranks':>9} {'subdomains':>10}  {'sids':<24} {'nbr groups':>10} "
+              f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10}  (per replica)")
+    for r in range(groups):
         sids = [int(s) for s in np.flatnonzero(owner == r)]
         remote = [i for s in sids for i in d.interfaces_of(s) if owner[i.other(s)] != r]
         nbrs = sorted({int(owner[i.other(s)]) for s in sids for i in d.interfaces_of(s)
                        if owner[i.other(s)] != r})
         pts = n_if * len(remote)
         label = _ranges(sids)
-        print(f"{r:>6} {len(sids):>10}  {label:<24} {len(nbrs):>9} {pts:>10} "
-              f"{pts * per_point:>11} {pts * per_point * itemsize:>10}")
+        if replicas == 1:
+            print(f"{r:>6} {len(sids):>10}  {label:<24} {len(nbrs):>9} {pts:>10} "
+                  f"{pts * per_point:>11} {pts * per_point * itemsize:>10}")
+        else:
+            members = f"{r * replicas}-{(r + 1) * replicas - 1}"
+            print(f"{r:>6} {members:>9} {len(sids):>10}  {label:<24} {len(nbrs):>10} {pts:>10} "
+                  f"{pts * per_point:>11} {pts * per_point * itemsize:>10}")
     return 0
 
 

@@ -124,6 +124,7 @@ class ParallelSection:
     backend: str = "mpi4py"
     threads: int = 0
     device: str = "cpu"
+    replicas: int = 1  # ranks sharing one block of experts, each with a share of the points
 
 
 @dataclass
@@ -316,6 +317,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"field 'points.resample_every' = {cfg.points.resample_every!r} "
                           f"must be >= 1 with points.resample = 'r3' (steps between updates)")
     _validate_causal(cfg)
+    if cfg.points.resample == "r3" and cfg.parallel.replicas > 1:
+        raise ConfigError("field 'points.resample' = 'r3' adapts the points of each subdomain "
+                          "as a whole and cannot be split over parallel.replicas = "
+                          f"{cfg.parallel.replicas}; use replicas = 1 or resample = 'uniform'")
+    replicas = cfg.parallel.replicas
+    for k in ("interior", "boundary", "interface", "data"):
+        n = getattr(cfg.points, k)
+        if replicas > 1 and 0 < n < replicas:
+            raise ConfigError(f"field 'points.{k}' = {n} must be >= parallel.replicas = "
+                              f"{replicas}: every replica takes a share of the points")
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
                           f"({', '.join(cfg.axis_names)})")
@@ -354,7 +365,8 @@ def _minimums(cfg: Config):
             for k in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")]
     out += [(f"output.grid[{i}]", n, 2) for i, n in enumerate(cfg.output.grid)]
     out += [("output.reference_n", cfg.output.reference_n, 0)]
-    out += [("parallel.threads", cfg.parallel.threads, 0)]
+    out += [("parallel.threads", cfg.parallel.threads, 0),
+            ("parallel.replicas", cfg.parallel.replicas, 1)]
     for i, st in enumerate(cfg.stages):
         out += [(f"stages[{i}].{k}", getattr(st, k), low)
                 for k, low in (("steps", 0), ("decay_steps", 1), ("history", 1),

@@ -1,7 +1,10 @@
 """Allreduce backends for shared parameters: one interface, three implementations.
 
 A backend sums a flat tensor across all ranks in place (collective). Shared-parameter
-gradients are fused into one flat tensor, so each step makes one call.
+gradients are fused into one flat tensor, so each step makes one call. With data-parallel
+replicas (:mod:`ddpinn.parallel.replicas`) a backend also sums over this rank's group only
+(``group_sum_``): an MPI sub-communicator, a torch.distributed sub-group or a Horovod process
+set.
 """
 from __future__ import annotations
 
@@ -25,12 +28,17 @@ def register(name):
 class MPI4PyBackend:
     """Sum through the wrapped mpi4py communicator (the default)."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, layout=None):
         self.comm = comm
+        self.group_comm = layout.group_comm if layout is not None else None
 
     def allreduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Collective. In-place sum of ``tensor`` (any shape) over all ranks."""
         return self.comm.allreduce_tensor_(tensor)
+
+    def group_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Collective over the group. In-place sum over the replicas of this rank's group."""
+        return self.group_comm.allreduce_tensor_(tensor) if self.group_comm else tensor
 
 
 @register("torch")
@@ -40,7 +48,7 @@ class TorchDistributedBackend:
     The rendezvous address is agreed over MPI, so no environment set-up is needed.
     """
 
-    def __init__(self, comm):
+    def __init__(self, comm, layout=None):
         import torch.distributed as dist
 
         self.dist, self.comm = dist, comm
@@ -60,6 +68,11 @@ class TorchDistributedBackend:
             # Tear the group down before the interpreter exits: gloo's threads otherwise
             # abort the process at exit ("terminate called without an active exception").
             atexit.register(self.close)
+        self.group = None
+        if layout is not None and layout.replicas > 1:
+            # Every rank creates every group, in the same order (new_group is collective).
+            handles = [dist.new_group(ranks) for ranks in layout.all_groups]
+            self.group = handles[layout.group]
 
     def close(self) -> None:
         if self.dist.is_initialized():
@@ -70,22 +83,41 @@ class TorchDistributedBackend:
             self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM)
         return tensor
 
+    def group_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.group is not None:
+            self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM, group=self.group)
+        return tensor
+
 
 @register("horovod")
 class HorovodBackend:
     """Sum through Horovod (``horovod.torch``), initialised over the same MPI world."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, layout=None):
         import horovod.torch as hvd
 
-        hvd.init()
-        if hvd.size() != comm.size:
-            raise RuntimeError(f"Horovod sees {hvd.size()} ranks but MPI has {comm.size}")
+        sets = None
+        if layout is not None and 1 < layout.replicas < comm.size:
+            # Static process sets, one per group, declared identically on every rank.
+            sets = [hvd.ProcessSet(ranks) for ranks in layout.all_groups]
+        hvd.init(process_sets=sets)
+        if hvd.size() != comm.size or hvd.rank() != comm.rank:
+            raise RuntimeError(f"Horovod sees rank {hvd.rank()} of {hvd.size()} but MPI has "
+                               f"rank {comm.rank} of {comm.size}")
         self.hvd, self.comm = hvd, comm
+        self.group = None
+        if layout is not None and layout.replicas > 1:
+            self.group = sets[layout.group] if sets else hvd.global_process_set
 
     def allreduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         with self.comm.times.measure("allreduce"):
             return self.hvd.allreduce_(tensor, op=self.hvd.Sum, name="ddpinn.shared")
+
+    def group_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.group is None:
+            return tensor
+        return self.hvd.allreduce_(tensor, op=self.hvd.Sum, name="ddpinn.group",
+                                   process_set=self.group)
 
 
 def horovod_available() -> bool:
@@ -96,12 +128,13 @@ def horovod_available() -> bool:
     return True
 
 
-def make_backend(name: str, comm):
+def make_backend(name: str, comm, layout=None):
     """Collective. Build the allreduce backend ``name`` (``auto``: Horovod when installed,
-    else mpi4py)."""
+    else mpi4py); ``layout`` (a :class:`~ddpinn.parallel.replicas.ReplicaLayout`) adds the
+    sums over replica groups."""
     if name == "auto":
         name = "horovod" if horovod_available() else "mpi4py"
     if name not in BACKENDS:
         raise ValueError(f"unknown allreduce backend {name!r}; choose one of: "
                          f"{', '.join(BACKENDS)}, auto")
-    return BACKENDS[name](comm)
+    return BACKENDS[name](comm, layout)

@@ -56,6 +56,11 @@ class SerialComm:
     def wait_exchange(self, handle) -> dict:
         return {}
 
+    def split(self, color: int, key: int):
+        """Collective. Sub-communicator of the ranks with the same ``color``, ordered by
+        ``key``; with one process, this process alone."""
+        return SerialComm()
+
     def abort(self, code: int = 1) -> None:
         os._exit(code)
 
@@ -140,6 +145,11 @@ class Comm(SerialComm):
         with self.times.measure("exchange"):
             self._MPI.Request.Waitall(reqs)
         return {r: torch.from_numpy(buf) for r, buf in recv.items()}
+
+    def split(self, color: int, key: int) -> "Comm":
+        """Collective. Sub-communicator of the ranks with the same ``color`` (``Comm.Split``),
+        ranked by ``key``."""
+        return Comm(self.mpi.Split(color, key))
 
     def abort(self, code: int = 1) -> None:
         self.mpi.Abort(code)

@@ -87,6 +87,10 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         kinds = conditions.kinds(n)
         if len(kinds) == 1:  # a condition of one interface kind only (e.g. time interfaces)
             penalties[n] = v * plan.kind_mask[kinds[0]].to(v.dtype)
+    # Conditions average over the points given; a replica holds a share of each interface's
+    # points, so its means are weighted by that share and the replicas' terms add up.
+    frac = batch.interface_fraction
+    penalties = {n: v * frac for n, v in penalties.items()}
     if penalties:
         side_total = sum(cond_weights.get(n, 1.0) * v for n, v in penalties.items())
         per_expert = per_expert + per_expert_sum(side_total)
@@ -99,7 +103,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     mismatch = (mine["u"] - other["u"]).detach().pow(2).sum(-1).mean(-1) if plan.n_sides \
         else torch.zeros(0, dtype=objective.dtype)
     for kind in ("space", "time"):
-        sel = plan.kind_mask[kind].to(objective.dtype)
+        sel = plan.kind_mask[kind].to(objective.dtype) * frac
         metrics[f"mismatch_{kind}"] = per_expert_sum(mismatch * sel)
         metrics[f"sides_{kind}"] = per_expert_sum(sel)
     metrics["loss"] = objective

@@ -1,7 +1,10 @@
 """The solver of one rank: its experts, shared parameters, points and interface plan.
 
 One :class:`Solver` per rank owns everything that rank computes with; the communicator is
-given to it (never created here).
+given to it (never created here). With ``parallel.replicas = R`` the partition maps subdomains
+to groups of R ranks; each replica of a group holds the group's experts and a share of their
+points, and the group's gradients are summed over the replicas
+(:mod:`ddpinn.parallel.replicas`).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from ddpinn.nn.taylor import make_fields
 from ddpinn.parallel.backends import make_backend
 from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.causal import CausalWeights
+from ddpinn.parallel.replicas import make_layout
 from ddpinn.training.loss import local_loss
 from ddpinn.training.points import build_points
 from ddpinn.training.resampling import r3_points
@@ -40,8 +44,9 @@ class Solver:
         self.pde = problem.pde
         self.decomposition = problem.decomposition
         self.dtype = DTYPES[cfg.case.dtype]
-        self.owner = partition(self.decomposition.grid, comm.size)
-        self.sids = owned_sids(self.owner, comm.rank)
+        self.layout = make_layout(comm, cfg.parallel.replicas, self.decomposition.n_subdomains)
+        self.owner = partition(self.decomposition.grid, self.layout.groups)  # sid -> group
+        self.sids = owned_sids(self.owner, self.layout.group)
         boxes = [self.decomposition.subdomains[s].box for s in self.sids]
         box = self.decomposition.box
         periods = [box.width[a] if self.decomposition.periodic[a] else None
@@ -56,7 +61,7 @@ class Solver:
         self.shared = nn.ParameterDict({
             n: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=device))
             for n, v in sorted(cfg.pde.inverse.items())})
-        self.backend = make_backend(cfg.parallel.backend, comm)
+        self.backend = make_backend(cfg.parallel.backend, comm, self.layout)
         self.set_conditions(problem.conditions)
         self.causal = CausalWeights(
             cfg.causal, cfg.domain.time, problem.time_axis, comm,
@@ -80,9 +85,12 @@ class Solver:
         self.epoch = epoch
         self.batch = build_points(self.decomposition, self.sids, self.pde, self.cfg.points,
                                   self.cfg.case.seed, self.pde.params, self.problem.time_axis,
-                                  epoch, self.dtype, self.device)
+                                  epoch, self.dtype, self.device, self.layout.replica,
+                                  self.layout.replicas)
+        # Interface partners are the same replica of the neighbour's group (peer_comm rank =
+        # group), holding the same share of the interface points.
         self.plan = exchange.InterfacePlan(self.batch.sides, self.sids, self.owner,
-                                           self.comm.rank, self.batch.n_interface,
+                                           self.layout.group, self.batch.n_interface,
                                            self.batch.x.shape[1], self.device)
         self._points_changed()
         return True
@@ -135,6 +143,25 @@ class Solver:
     def _backend_int_sum(self, ints: np.ndarray) -> np.ndarray:
         return self.backend.allreduce_sum_(torch.from_numpy(ints.copy())).numpy()
 
+    def _group_int_sum(self, ints: np.ndarray) -> np.ndarray:
+        return self.backend.group_sum_(torch.from_numpy(ints.copy())).numpy()
+
+    def _sum_expert_grads_over_group(self) -> None:
+        """Collective over the group. Each replica's expert gradients come from its share of
+        the points; their sum is the gradient of the loss of all points. Summed exactly (in
+        integers), so every replica gets the same bits and the experts stay identical."""
+        params = list(self.model.parameters())
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads]).double().cpu().numpy()
+        total = reproducible_sum(self.layout.group_comm, flat[None, :], self.layout.replicas,
+                                 self._group_int_sum)
+        total = torch.from_numpy(total)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = total[offset:offset + n].reshape(p.shape).to(p.dtype).to(p.device)
+            offset += n
+
     def parameters(self):
         return list(self.model.parameters()) + list(self.shared.parameters())
 
@@ -156,16 +183,20 @@ class Solver:
 
     def _loss_and_gradients(self):
         self.zero_grad()
-        n_local, n_total = self.model.n_experts, self.decomposition.n_subdomains
+        n_local = self.model.n_experts
+        # Items summed over the world: every expert once per replica (bounds exact sums).
+        n_total = self.decomposition.n_subdomains * self.layout.replicas
         # Each expert sees its own leaf copy of every shared unknown, shape (E, 1), so the
         # per-expert gradient contributions can be summed in a rank-independent way.
         leaves = {n: p.detach().reshape(1, 1).expand(n_local, 1).clone().requires_grad_(True)
                   for n, p in self.shared.items()}
         terms = local_loss(self.model, self.pde, {**self.pde.params, **leaves}, self.batch,
-                           self.plan, self.comm, self.conditions,
+                           self.plan, self.layout.peer_comm, self.conditions,
                            self.problem.condition_weights, self.cfg.loss, self.quantities,
                            derivatives=self.cfg.network.derivatives, causal=self.causal)
         terms.total.backward()
+        if self.layout.replicas > 1:
+            self._sum_expert_grads_over_group()
         if leaves:
             per_expert = np.stack([
                 leaf.grad.reshape(-1).double().cpu().numpy() if leaf.grad is not None
@@ -208,7 +239,9 @@ class Solver:
             values, n_values = _outputs, self.pde.n_out
         sid_of = self.locate(points)
         local = {s: e for e, s in enumerate(self.sids)}
-        mine = np.flatnonzero(np.isin(sid_of, self.sids))
+        # Replicas hold identical experts: the first of each group answers.
+        answering = self.sids if self.layout.replica == 0 else []
+        mine = np.flatnonzero(np.isin(sid_of, answering))
         out = np.empty((len(mine), n_values))
         if len(mine):
             e_idx = np.array([local[s] for s in sid_of[mine]])

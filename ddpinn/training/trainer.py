@@ -72,9 +72,11 @@ class Trainer:
         lr = stage.lr * self.lr_scale
         if stage.optimizer == "adam":
             return torch.optim.Adam(s.parameters(), lr=lr)
-        return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()), s.comm,
-                                s.decomposition.n_subdomains, lr=lr, history=stage.history,
-                                max_evals=stage.max_evals)
+        # Inner products over one replica of every group (peer_comm): replicas hold identical
+        # parameters and gradients, so each expert counts once and all replicas agree.
+        return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()),
+                                s.layout.peer_comm, s.decomposition.n_subdomains, lr=lr,
+                                history=stage.history, max_evals=stage.max_evals)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _named_model(self):
@@ -108,7 +110,8 @@ class Trainer:
             dist["points/interior"] = s.interior_points()
         if s.causal is not None:
             scalars.update(s.causal.state())
-        experts = checkpoint.split_by_sid(dist, s.sids)
+        # One replica per group writes the group's experts (the records are keyed by sid).
+        experts = checkpoint.split_by_sid(dist, s.sids) if s.layout.replica == 0 else {}
         scalars.update(global_step=self.global_step, stage_index=self.stage_index,
                        stage_step=self.stage_step, epoch=s.epoch, lr_scale=self.lr_scale)
         return experts, shared, scalars
@@ -119,7 +122,8 @@ class Trainer:
         experts, shared, scalars = self.state()
         meta = {"case": self.cfg.case.name, "grid": list(self.solver.decomposition.grid),
                 "n_subdomains": self.solver.decomposition.n_subdomains,
-                "pde": self.cfg.pde.name, "ranks": self.comm.size}
+                "pde": self.cfg.pde.name, "ranks": self.comm.size,
+                "replicas": self.solver.layout.replicas}
         path = checkpoint.checkpoint_path(self.ckpt_dir, self.global_step)
         checkpoint.save(path, self.comm, experts, shared, scalars, meta,
                         keep=self.cfg.output.keep_checkpoints)
