@@ -68,7 +68,10 @@ class Decomposition:
     grid : tuple of int, shape (dim,)
     periodic : tuple of bool, shape (dim,)
     subdomains : list of Subdomain, length S
-    interfaces : list of Interface
+    interfaces : list of Interface, length I
+    index : ndarray of int, shape (S, dim) -- grid index of every subdomain
+    interface_sids : ndarray of int, shape (I, 2) -- (lower, upper) sid of every interface
+    interface_axis : ndarray of int, shape (I,)
     """
 
     box: Box
@@ -76,6 +79,9 @@ class Decomposition:
     periodic: tuple
     subdomains: list
     interfaces: list
+    index: np.ndarray = None
+    interface_sids: np.ndarray = None
+    interface_axis: np.ndarray = None
     _by_sid: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -110,6 +116,25 @@ class Decomposition:
                 faces.append((a, +1))
         return faces
 
+    def boundary_face_mask(self, time_axis: int | None = None) -> np.ndarray:
+        """Which subdomains carry data on which face, for all at once.
+
+        Returns
+        -------
+        ndarray of bool, shape (S, dim, 2): ``[sid, axis, 0]`` the lower face, ``[..., 1]``
+        the upper one; the same faces as :meth:`boundary_faces`.
+        """
+        grid = np.asarray(self.grid)
+        mask = np.stack([self.index == 0, self.index == grid - 1], axis=-1)
+        mask[:, np.asarray(self.periodic, bool)] = False
+        if time_axis is not None:
+            mask[:, time_axis, 1] = False
+        return mask
+
+    def interface_counts(self) -> np.ndarray:
+        """Number of interfaces touching each subdomain, shape (S,)."""
+        return np.bincount(self.interface_sids.reshape(-1), minlength=self.n_subdomains)
+
 
 def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = None,
               time_axis: int | None = None) -> Decomposition:
@@ -132,31 +157,42 @@ def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = N
     if any(g < 1 for g in grid):
         raise ValueError(f"grid sizes must be positive integers, got {list(grid)}")
     periodic = tuple(bool(p) for p in (periodic or [False] * box.dim))
+    dim = box.dim
     edges = [np.linspace(lo, hi, g + 1) for lo, hi, g in zip(box.lower, box.upper, grid)]
 
-    subdomains = []
-    for sid, idx in enumerate(np.ndindex(*grid)):
-        lo = tuple(float(edges[a][i]) for a, i in enumerate(idx))
-        hi = tuple(float(edges[a][i + 1]) for a, i in enumerate(idx))
-        subdomains.append(Subdomain(sid, tuple(int(i) for i in idx), Box(lo, hi, box.names)))
+    # All geometry as arrays over sids (C order, last axis fastest); Python objects are made
+    # from them in one pass each, so the set-up stays linear in the number of subdomains.
+    index = np.indices(grid).reshape(dim, -1).T  # (S, dim)
+    lower = np.stack([edges[a][index[:, a]] for a in range(dim)], axis=1)
+    upper = np.stack([edges[a][index[:, a] + 1] for a in range(dim)], axis=1)
+    subdomains = [Subdomain(sid, tuple(idx), Box(tuple(lo), tuple(hi), box.names))
+                  for sid, (idx, lo, hi) in enumerate(zip(index.tolist(), lower.tolist(),
+                                                           upper.tolist()))]
 
+    # Interface (sid, axis) pairs: every cell towards its upper neighbour along each axis,
+    # wrapping around on periodic axes with more than one cell; ordered by (sid, axis).
     strides = np.cumprod((1,) + grid[::-1])[:-1][::-1]
-    interfaces = []
-    for sd in subdomains:
-        for a in range(box.dim):
-            i = sd.index[a]
-            wrap = i == grid[a] - 1
-            if wrap and not (periodic[a] and grid[a] > 1):
-                continue
-            upper_sid = sd.sid + (strides[a] if not wrap else -i * strides[a])
-            upper_box = subdomains[upper_sid].box
-            lo = list(sd.box.lower)
-            hi = list(sd.box.upper)
-            lo[a] = hi[a] = sd.box.upper[a]
-            hi[a] = lo[a] + 1.0  # keep a valid Box; only the tangential extent is used
-            interfaces.append(Interface(
-                iid=len(interfaces), lower=sd.sid, upper=int(upper_sid), axis=a,
-                coord_lower=float(sd.box.upper[a]), coord_upper=float(upper_box.lower[a]),
-                face_box=Box(tuple(lo), tuple(hi), box.names),
-                kind="time" if a == time_axis else "space", wrap=bool(wrap)))
-    return Decomposition(box, grid, periodic, subdomains, interfaces)
+    wrap = index == np.asarray(grid) - 1  # (S, dim)
+    keep = ~wrap | (np.asarray(periodic) & (np.asarray(grid) > 1))
+    itf_lower, itf_axis = np.nonzero(keep)  # row-major: sorted by sid, then axis
+    itf_wrap = wrap[itf_lower, itf_axis]
+    itf_upper = itf_lower + np.where(itf_wrap, -index[itf_lower, itf_axis], 1) * \
+        strides[itf_axis]
+    coord_lower = upper[itf_lower, itf_axis]
+    coord_upper = lower[itf_upper, itf_axis]
+    face_lo = lower[itf_lower].copy()
+    face_hi = upper[itf_lower].copy()
+    rows = np.arange(len(itf_lower))
+    face_lo[rows, itf_axis] = coord_lower
+    # Keep a valid Box; only the face's tangential extent is used.
+    face_hi[rows, itf_axis] = coord_lower + 1.0
+    interfaces = [
+        Interface(iid=iid, lower=lo_sid, upper=up_sid, axis=a, coord_lower=cl, coord_upper=cu,
+                  face_box=Box(tuple(flo), tuple(fhi), box.names),
+                  kind="time" if a == time_axis else "space", wrap=w)
+        for iid, (lo_sid, up_sid, a, cl, cu, flo, fhi, w) in enumerate(zip(
+            itf_lower.tolist(), itf_upper.tolist(), itf_axis.tolist(), coord_lower.tolist(),
+            coord_upper.tolist(), face_lo.tolist(), face_hi.tolist(), itf_wrap.tolist()))]
+    return Decomposition(box, grid, periodic, subdomains, interfaces, index=index,
+                         interface_sids=np.stack([itf_lower, itf_upper], axis=1),
+                         interface_axis=itf_axis)
