@@ -134,7 +134,9 @@ def cmd_run(args) -> int:
             if os.environ.get("SLURM_PROCID", "0") == "0":  # N lone worlds: one message
                 sys.stderr.write(f"ddpinn: error: {exc}\n")
             sys.exit(EXIT_CONFIG)
+        t_problem = time.perf_counter()
         cfg, problem = _setup(args, comm)
+        t_problem = time.perf_counter() - t_problem
         error = None
         try:
             device = choose_device(cfg.parallel.device, comm)
@@ -159,6 +161,7 @@ def cmd_run(args) -> int:
     log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s",
              __version__, cfg.case.name, problem.pde.name, problem.decomposition.n_subdomains,
              comm.size, threads, cfg.case.dtype)
+    _log_footprint(comm, solver, {"problem": t_problem, **solver.setup_seconds})
     grid = make_test_grid(problem, cfg.output.grid or None)
     trainer = Trainer(solver, run_dir, grid)
     # Preemption and time limits (Slurm --signal, scontrol requeue): checkpoint at the next
@@ -183,10 +186,25 @@ def cmd_run(args) -> int:
                     trainer.global_step, EXIT_REQUEUE)
         comm.barrier()
         sys.exit(EXIT_REQUEUE)
+    _log_footprint(comm, solver)
     if comm.rank == 0:
         _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
     comm.barrier()
     return 0
+
+
+def _log_footprint(comm, solver, setup_seconds=None) -> None:
+    """Collective. Rank 0 logs memory per rank (and set-up times), max / mean over ranks."""
+    from ddpinn.training.footprint import (format_memory, format_times, over_ranks,
+                                           rank_footprint)
+
+    memory = over_ranks(comm, rank_footprint(solver))
+    times = over_ranks(comm, setup_seconds) if setup_seconds else None
+    when = "at start" if setup_seconds else "after training"
+    log.info("memory per rank %s (max / mean over %d ranks): %s", when, comm.size,
+             format_memory(memory))
+    if times:
+        log.info("set-up (max / mean over ranks): %s", format_times(times))
 
 
 def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
@@ -220,6 +238,9 @@ def cmd_info(args) -> int:
     from ddpinn.interface.conditions import needed_quantities
     from ddpinn.parallel import SerialComm
     from ddpinn.parallel.errors import DDPINNError
+    from ddpinn.training.footprint import peak_rss_bytes, tensor_bytes
+    from ddpinn.training.points import batch_bytes, padded_rows
+    from ddpinn.training.solver import DTYPES, make_experts
 
     try:
         cfg, problem = _setup(args, SerialComm())
@@ -246,18 +267,32 @@ def cmd_info(args) -> int:
           f"{', '.join(q)} = {per_point} values")
     n_if = cfg.points.interface
     itemsize = 4 if cfg.case.dtype == "float32" else 8
-    print(f"partition over {ranks} ranks:")
+    # Per-rank sums from the interface arrays: linear in the subdomains for any rank count.
+    ends = owner[d.interface_sids]  # (I, 2) rank of each side
+    cross = ends[ends[:, 0] != ends[:, 1]]
+    remote_sides = np.bincount(cross.reshape(-1), minlength=ranks)
+    pairs = np.unique(np.concatenate([cross, cross[:, ::-1]]), axis=0)
+    n_nbrs = np.bincount(pairs[:, 0], minlength=ranks) if len(pairs) else np.zeros(ranks, int)
+    by_rank = np.argsort(owner, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=ranks))])
+    one_expert = make_experts(problem, [0], DTYPES[cfg.case.dtype])
+    param_bytes = tensor_bytes(one_expert.parameters())
+    rows = padded_rows(d, cfg.points, problem.time_axis)
+    print(f"partition over {ranks} ranks (memory: parameters and points per rank, "
+          f"{rows} rows per expert):")
     print(f"{'rank':>6} {'subdomains':>10}  {'sids':<24} {'nbr ranks':>9} "
-          f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10}")
+          f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10} {'params MB':>9} "
+          f"{'points MB':>9}")
     for r in range(ranks):
-        sids = [int(s) for s in np.flatnonzero(owner == r)]
-        remote = [i for s in sids for i in d.interfaces_of(s) if owner[i.other(s)] != r]
-        nbrs = sorted({int(owner[i.other(s)]) for s in sids for i in d.interfaces_of(s)
-                       if owner[i.other(s)] != r})
-        pts = n_if * len(remote)
+        sids = by_rank[starts[r]:starts[r + 1]].tolist()
+        pts = n_if * int(remote_sides[r])
         label = _ranges(sids)
-        print(f"{r:>6} {len(sids):>10}  {label:<24} {len(nbrs):>9} {pts:>10} "
-              f"{pts * per_point:>11} {pts * per_point * itemsize:>10}")
+        points_mb = batch_bytes(len(sids), rows, d.box.dim, pde.n_out, itemsize) / 2 ** 20
+        print(f"{r:>6} {len(sids):>10}  {label:<24} {int(n_nbrs[r]):>9} {pts:>10} "
+              f"{pts * per_point:>11} {pts * per_point * itemsize:>10} "
+              f"{len(sids) * param_bytes / 2 ** 20:>9.2f} {points_mb:>9.2f}")
+    print(f"peak RSS of this command: {peak_rss_bytes() / 2 ** 20:.0f} MB (ddpinn run logs "
+          f"every rank's peak RSS, max / mean, at start and after training)")
     return 0
 
 

@@ -57,6 +57,18 @@ class PointBatch:
     sides: list
     n_interface: int
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the point tensors (coordinates, weights and targets)."""
+        return int(sum(t.numel() * t.element_size() for t in (
+            self.x, self.res_w, self.bc_w, self.bc_target, self.data_w, self.data_target)))
+
+
+def batch_bytes(n_experts: int, n_rows: int, dim: int, n_out: int, itemsize: int) -> int:
+    """Size of a :class:`PointBatch` of ``n_experts`` padded to ``n_rows``, without building
+    it: x (E, N, d), res_w (E, N) and four (E, N, m) weight and target arrays."""
+    return n_experts * n_rows * (dim + 1 + 4 * n_out) * itemsize
+
 
 def padded_rows(decomp, points_cfg, time_axis=None) -> int:
     """Rows per expert N: the largest subdomain of the whole decomposition.
