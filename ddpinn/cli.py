@@ -175,6 +175,7 @@ def cmd_run(args) -> int:
         t0 = time.perf_counter()
         trainer.train()
         elapsed = time.perf_counter() - t0
+        _log_footprint(comm, solver)
         every = cfg.output.checkpoint_every
         if every and trainer.global_step % every:
             trainer.save_checkpoint()  # the final state, unless just saved
@@ -186,7 +187,6 @@ def cmd_run(args) -> int:
                     trainer.global_step, EXIT_REQUEUE)
         comm.barrier()
         sys.exit(EXIT_REQUEUE)
-    _log_footprint(comm, solver)
     if comm.rank == 0:
         _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
     comm.barrier()

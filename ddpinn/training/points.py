@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddpinn.geometry import Face, sample_box, sample_face
+from ddpinn.geometry import sample_box
 
 TAG_INTERIOR, TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE = 1, 2, 3, 4
 
