@@ -76,8 +76,7 @@ def _resolved_toml(cfg) -> str:
 def decomposition_record(problem, owner) -> dict:
     d = problem.decomposition
     return {"axis_names": list(d.box.names), "grid": list(d.grid),
-            "lower": [list(s.box.lower) for s in d.subdomains],
-            "upper": [list(s.box.upper) for s in d.subdomains],
+            "lower": d.lower.tolist(), "upper": d.upper.tolist(),
             "owner": [int(r) for r in owner],
             "periodic": list(d.periodic)}
 
@@ -254,7 +253,9 @@ def cmd_info(args) -> int:
           f"axes {', '.join(d.box.names)}")
     print(f"domain lower {list(d.box.lower)} upper {list(d.box.upper)}; periodic "
           f"{[n for n, p in zip(d.box.names, d.periodic) if p] or 'none'}")
-    kinds = {k: sum(1 for i in d.interfaces if i.kind == k) for k in ("space", "time")}
+    n_time = 0 if problem.time_axis is None else \
+        int((d.interface_axis == problem.time_axis).sum())
+    kinds = {"space": len(d.interfaces) - n_time, "time": n_time}
     print(f"grid {list(d.grid)} -> {d.n_subdomains} subdomains, {len(d.interfaces)} interfaces "
           f"({kinds['space']} space, {kinds['time']} time)")
     q = needed_quantities(problem.conditions)

@@ -5,8 +5,9 @@ the grid, last axis fastest) and an interface by its position in ``Decomposition
 """
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -58,18 +59,49 @@ class Interface:
         return (self.lower, self.upper, self.axis, int(self.wrap))
 
 
-@dataclass
+class LazyItems(Sequence):
+    """Read-only sequence whose items are made from arrays on first access, then kept.
+
+    A rank touches only its own subdomains and their interfaces, so a decomposition of
+    many thousands of subdomains never builds the Python objects of all of them.
+    """
+
+    def __init__(self, n: int, make):
+        self._n, self._make, self._made = int(n), make, {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        i = operator.index(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"index {i} out of range for {self._n} items")
+        item = self._made.get(i)
+        if item is None:
+            item = self._made[i] = self._make(i)
+        return item
+
+
+@dataclass(eq=False)
 class Decomposition:
     """A box cut into ``prod(grid)`` subdomains.
+
+    The geometry is held in arrays over sids and interface ids; ``subdomains`` and
+    ``interfaces`` make their objects on access (:class:`LazyItems`).
 
     Attributes
     ----------
     box : Box
     grid : tuple of int, shape (dim,)
     periodic : tuple of bool, shape (dim,)
-    subdomains : list of Subdomain, length S
-    interfaces : list of Interface, length I
+    subdomains : sequence of Subdomain, length S
+    interfaces : sequence of Interface, length I, in (lower sid, axis) order
     index : ndarray of int, shape (S, dim) -- grid index of every subdomain
+    lower, upper : ndarray of float, shape (S, dim) -- corners of every subdomain
     interface_sids : ndarray of int, shape (I, 2) -- (lower, upper) sid of every interface
     interface_axis : ndarray of int, shape (I,)
     """
@@ -77,12 +109,14 @@ class Decomposition:
     box: Box
     grid: tuple
     periodic: tuple
-    subdomains: list
-    interfaces: list
+    subdomains: Sequence
+    interfaces: Sequence
     index: np.ndarray = None
+    lower: np.ndarray = None
+    upper: np.ndarray = None
     interface_sids: np.ndarray = None
     interface_axis: np.ndarray = None
-    _by_sid: dict = field(default_factory=dict, repr=False)
+    _by_sid: tuple = field(default=None, repr=False)
 
     @property
     def n_subdomains(self) -> int:
@@ -90,11 +124,14 @@ class Decomposition:
 
     def interfaces_of(self, sid: int) -> list:
         """Interfaces touching ``sid``, in global (iid) order."""
-        if not self._by_sid:
-            for itf in self.interfaces:
-                self._by_sid.setdefault(itf.lower, []).append(itf)
-                self._by_sid.setdefault(itf.upper, []).append(itf)
-        return self._by_sid.get(sid, [])
+        if self._by_sid is None:
+            # Interface ids grouped by sid (CSR): a stable sort of the flattened (I, 2)
+            # table keeps each sid's interfaces in iid order.
+            order = np.argsort(self.interface_sids.reshape(-1), kind="stable")
+            starts = np.concatenate([[0], np.cumsum(self.interface_counts())])
+            self._by_sid = (order // 2, starts)
+        iids, starts = self._by_sid
+        return [self.interfaces[i] for i in iids[starts[sid]:starts[sid + 1]].tolist()]
 
     def neighbours(self, sid: int) -> list:
         return sorted({itf.other(sid) for itf in self.interfaces_of(sid)})
@@ -160,14 +197,11 @@ def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = N
     dim = box.dim
     edges = [np.linspace(lo, hi, g + 1) for lo, hi, g in zip(box.lower, box.upper, grid)]
 
-    # All geometry as arrays over sids (C order, last axis fastest); Python objects are made
-    # from them in one pass each, so the set-up stays linear in the number of subdomains.
+    # All geometry as arrays over sids (C order, last axis fastest): linear in S, no
+    # Python object per subdomain until one is asked for.
     index = np.indices(grid).reshape(dim, -1).T  # (S, dim)
     lower = np.stack([edges[a][index[:, a]] for a in range(dim)], axis=1)
     upper = np.stack([edges[a][index[:, a] + 1] for a in range(dim)], axis=1)
-    subdomains = [Subdomain(sid, tuple(idx), Box(tuple(lo), tuple(hi), box.names))
-                  for sid, (idx, lo, hi) in enumerate(zip(index.tolist(), lower.tolist(),
-                                                           upper.tolist()))]
 
     # Interface (sid, axis) pairs: every cell towards its upper neighbour along each axis,
     # wrapping around on periodic axes with more than one cell; ordered by (sid, axis).
@@ -175,24 +209,26 @@ def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = N
     wrap = index == np.asarray(grid) - 1  # (S, dim)
     keep = ~wrap | (np.asarray(periodic) & (np.asarray(grid) > 1))
     itf_lower, itf_axis = np.nonzero(keep)  # row-major: sorted by sid, then axis
-    itf_wrap = wrap[itf_lower, itf_axis]
-    itf_upper = itf_lower + np.where(itf_wrap, -index[itf_lower, itf_axis], 1) * \
-        strides[itf_axis]
-    coord_lower = upper[itf_lower, itf_axis]
-    coord_upper = lower[itf_upper, itf_axis]
-    face_lo = lower[itf_lower].copy()
-    face_hi = upper[itf_lower].copy()
-    rows = np.arange(len(itf_lower))
-    face_lo[rows, itf_axis] = coord_lower
-    # Keep a valid Box; only the face's tangential extent is used.
-    face_hi[rows, itf_axis] = coord_lower + 1.0
-    interfaces = [
-        Interface(iid=iid, lower=lo_sid, upper=up_sid, axis=a, coord_lower=cl, coord_upper=cu,
-                  face_box=Box(tuple(flo), tuple(fhi), box.names),
-                  kind="time" if a == time_axis else "space", wrap=w)
-        for iid, (lo_sid, up_sid, a, cl, cu, flo, fhi, w) in enumerate(zip(
-            itf_lower.tolist(), itf_upper.tolist(), itf_axis.tolist(), coord_lower.tolist(),
-            coord_upper.tolist(), face_lo.tolist(), face_hi.tolist(), itf_wrap.tolist()))]
-    return Decomposition(box, grid, periodic, subdomains, interfaces, index=index,
-                         interface_sids=np.stack([itf_lower, itf_upper], axis=1),
+    itf_upper = itf_lower + np.where(wrap[itf_lower, itf_axis], -index[itf_lower, itf_axis],
+                                     1) * strides[itf_axis]
+
+    def subdomain(sid: int) -> Subdomain:
+        return Subdomain(sid, tuple(index[sid].tolist()),
+                         Box(tuple(lower[sid].tolist()), tuple(upper[sid].tolist()), box.names))
+
+    def interface(iid: int) -> Interface:
+        lo_sid, up_sid, a = int(itf_lower[iid]), int(itf_upper[iid]), int(itf_axis[iid])
+        coord = float(upper[lo_sid, a])
+        face_lo, face_hi = lower[lo_sid].tolist(), upper[lo_sid].tolist()
+        face_lo[a] = coord
+        face_hi[a] = coord + 1.0  # keep a valid Box; only the tangential extent is used
+        return Interface(iid=iid, lower=lo_sid, upper=up_sid, axis=a, coord_lower=coord,
+                         coord_upper=float(lower[up_sid, a]),
+                         face_box=Box(tuple(face_lo), tuple(face_hi), box.names),
+                         kind="time" if a == time_axis else "space",
+                         wrap=bool(wrap[lo_sid, a]))
+
+    return Decomposition(box, grid, periodic, LazyItems(len(index), subdomain),
+                         LazyItems(len(itf_lower), interface), index=index, lower=lower,
+                         upper=upper, interface_sids=np.stack([itf_lower, itf_upper], axis=1),
                          interface_axis=itf_axis)

@@ -103,8 +103,7 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
                                  points_cfg.interface, points_cfg.data)
     sids = np.asarray(sids, dtype=np.int64).reshape(-1)
     E, N = len(sids), padded_rows(decomp, points_cfg, time_axis)
-    lower = np.array([decomp.subdomains[s].box.lower for s in sids], float).reshape(E, d)
-    upper = np.array([decomp.subdomains[s].box.upper for s in sids], float).reshape(E, d)
+    lower, upper = decomp.lower[sids], decomp.upper[sids]  # (E, d)
     width = upper - lower
     x = np.empty((E, N, d))
     res_w = np.zeros((E, N))
