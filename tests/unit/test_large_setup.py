@@ -38,11 +38,17 @@ def test_arrays_match_subdomain_and_interface_objects(grid, periodic, time_axis)
     counts = d.interface_counts()
     for sd in d.subdomains:
         assert tuple(d.index[sd.sid]) == sd.index
+        assert (tuple(d.lower[sd.sid]), tuple(d.upper[sd.sid])) == (sd.box.lower, sd.box.upper)
         faces = [(a, 2 * hi - 1) for a, hi in zip(*np.nonzero(mask[sd.sid]))]
         assert faces == d.boundary_faces(sd.sid, time_axis)
         assert counts[sd.sid] == len(d.interfaces_of(sd.sid))
     assert d.interface_sids.tolist() == [[i.lower, i.upper] for i in d.interfaces]
     assert d.interface_axis.tolist() == [i.axis for i in d.interfaces]
+    # Objects are made once and kept; the sequences index like lists.
+    assert d.interfaces[-1] is d.interfaces[len(d.interfaces) - 1]
+    assert [sd.sid for sd in d.subdomains[1:3]] == [1, 2]
+    with pytest.raises(IndexError):
+        d.subdomains[d.n_subdomains]
 
 
 def reference_plan(sides, sids, owner, rank):
