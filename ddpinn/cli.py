@@ -76,8 +76,7 @@ def _resolved_toml(cfg) -> str:
 def decomposition_record(problem, owner) -> dict:
     d = problem.decomposition
     return {"axis_names": list(d.box.names), "grid": list(d.grid),
-            "lower": [list(s.box.lower) for s in d.subdomains],
-            "upper": [list(s.box.upper) for s in d.subdomains],
+            "lower": d.lower.tolist(), "upper": d.upper.tolist(),
             "owner": [int(r) for r in owner],
             "periodic": list(d.periodic)}
 
@@ -135,7 +134,9 @@ def cmd_run(args) -> int:
             if os.environ.get("SLURM_PROCID", "0") == "0":  # N lone worlds: one message
                 sys.stderr.write(f"ddpinn: error: {exc}\n")
             sys.exit(EXIT_CONFIG)
+        t_problem = time.perf_counter()
         cfg, problem = _setup(args, comm)
+        t_problem = time.perf_counter() - t_problem
         error = None
         try:
             device = choose_device(cfg.parallel.device, comm)
@@ -160,6 +161,7 @@ def cmd_run(args) -> int:
     log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s",
              __version__, cfg.case.name, problem.pde.name, problem.decomposition.n_subdomains,
              comm.size, threads, cfg.case.dtype)
+    _log_footprint(comm, solver, {"problem": t_problem, **solver.setup_seconds})
     try:
         grid = make_test_grid(problem, cfg.output.grid or None, run_dir / REFERENCE_FILE, comm)
     except DDPINNError as exc:
@@ -176,6 +178,7 @@ def cmd_run(args) -> int:
         t0 = time.perf_counter()
         trainer.train()
         elapsed = time.perf_counter() - t0
+        _log_footprint(comm, solver)
         every = cfg.output.checkpoint_every
         if every and trainer.global_step % every:
             trainer.save_checkpoint()  # the final state, unless just saved
@@ -211,6 +214,20 @@ def _write_diagnostics(problem, grid, diagnostics, run_dir):
         log.info("%s = %.3e", k.replace("_", " "), v)
 
 
+def _log_footprint(comm, solver, setup_seconds=None) -> None:
+    """Collective. Rank 0 logs memory per rank (and set-up times), max / mean over ranks."""
+    from ddpinn.training.footprint import (format_memory, format_times, over_ranks,
+                                           rank_footprint)
+
+    memory = over_ranks(comm, rank_footprint(solver))
+    times = over_ranks(comm, setup_seconds) if setup_seconds else None
+    when = "at start" if setup_seconds else "after training"
+    log.info("memory per rank %s (max / mean over %d ranks): %s", when, comm.size,
+             format_memory(memory))
+    if times:
+        log.info("set-up (max / mean over ranks): %s", format_times(times))
+
+
 def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
     from ddpinn.io.netcdf import write_solution
 
@@ -242,6 +259,9 @@ def cmd_info(args) -> int:
     from ddpinn.interface.conditions import needed_quantities
     from ddpinn.parallel import SerialComm
     from ddpinn.parallel.errors import DDPINNError
+    from ddpinn.training.footprint import peak_rss_bytes, tensor_bytes
+    from ddpinn.training.points import batch_bytes, padded_rows
+    from ddpinn.training.solver import DTYPES, make_experts
 
     try:
         cfg, problem = _setup(args, SerialComm())
@@ -257,7 +277,9 @@ def cmd_info(args) -> int:
           f"axes {', '.join(d.box.names)}")
     print(f"domain lower {list(d.box.lower)} upper {list(d.box.upper)}; periodic "
           f"{[n for n, p in zip(d.box.names, d.periodic) if p] or 'none'}")
-    kinds = {k: sum(1 for i in d.interfaces if i.kind == k) for k in ("space", "time")}
+    n_time = 0 if problem.time_axis is None else \
+        int((d.interface_axis == problem.time_axis).sum())
+    kinds = {"space": len(d.interfaces) - n_time, "time": n_time}
     print(f"grid {list(d.grid)} -> {d.n_subdomains} subdomains, {len(d.interfaces)} interfaces "
           f"({kinds['space']} space, {kinds['time']} time)")
     q = needed_quantities(problem.conditions.names)
@@ -270,32 +292,48 @@ def cmd_info(args) -> int:
           f"{', '.join(q)} = {per_point} values")
     n_if = cfg.points.interface
     itemsize = 4 if cfg.case.dtype == "float32" else 8
+    # Per-group sums from the interface arrays: linear in the subdomains for any rank count.
+    ends = owner[d.interface_sids]  # (I, 2) group of each side
+    cross = ends[ends[:, 0] != ends[:, 1]]
+    remote_sides = np.bincount(cross.reshape(-1), minlength=groups)
+    pairs = np.unique(np.concatenate([cross, cross[:, ::-1]]), axis=0)
+    n_nbrs = np.bincount(pairs[:, 0], minlength=groups) if len(pairs) else np.zeros(groups, int)
+    by_group = np.argsort(owner, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=groups))])
+    one_expert = make_experts(problem, [0], DTYPES[cfg.case.dtype])
+    param_bytes = tensor_bytes(one_expert.parameters())
+    rows = padded_rows(d, cfg.points, problem.time_axis, replicas)
+    memory = f"memory: parameters and points per rank, {rows} rows per expert"
     if replicas == 1:
-        print(f"partition over {ranks} ranks:")
+        print(f"partition over {ranks} ranks ({memory}):")
         print(f"{'rank':>6} {'subdomains':>10}  {'sids':<24} {'nbr ranks':>9} "
-              f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10}")
+              f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10} {'params MB':>9} "
+              f"{'points MB':>9}")
     else:
         # Per replica: its share of every interface's points (the first replica's, the largest).
         n_if = len(range(0, n_if, replicas))
         print(f"partition over {groups} groups of {replicas} replicas ({ranks} ranks); group g "
               f"is ranks {replicas}g..{replicas}g+{replicas - 1}, each replica takes 1/{replicas} "
-              f"of the points and exchanges with the same replica of the neighbour groups")
+              f"of the points and exchanges with the same replica of the neighbour groups "
+              f"({memory}):")
         print(f"{'group':>6} {'ranks':>9} {'subdomains':>10}  {'sids':<24} {'nbr groups':>10} "
-              f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10}  (per replica)")
+              f"{'remote pts':>10} {'values/step':>11} {'bytes/step':>10} {'params MB':>9} "
+              f"{'points MB':>9}  (per replica)")
     for r in range(groups):
-        sids = [int(s) for s in np.flatnonzero(owner == r)]
-        remote = [i for s in sids for i in d.interfaces_of(s) if owner[i.other(s)] != r]
-        nbrs = sorted({int(owner[i.other(s)]) for s in sids for i in d.interfaces_of(s)
-                       if owner[i.other(s)] != r})
-        pts = n_if * len(remote)
+        sids = by_group[starts[r]:starts[r + 1]].tolist()
+        pts = n_if * int(remote_sides[r])
         label = _ranges(sids)
+        points_mb = batch_bytes(len(sids), rows, d.box.dim, pde.n_out, itemsize) / 2 ** 20
+        traffic = (f"{pts:>10} {pts * per_point:>11} {pts * per_point * itemsize:>10} "
+                   f"{len(sids) * param_bytes / 2 ** 20:>9.2f} {points_mb:>9.2f}")
         if replicas == 1:
-            print(f"{r:>6} {len(sids):>10}  {label:<24} {len(nbrs):>9} {pts:>10} "
-                  f"{pts * per_point:>11} {pts * per_point * itemsize:>10}")
+            print(f"{r:>6} {len(sids):>10}  {label:<24} {int(n_nbrs[r]):>9} {traffic}")
         else:
             members = f"{r * replicas}-{(r + 1) * replicas - 1}"
-            print(f"{r:>6} {members:>9} {len(sids):>10}  {label:<24} {len(nbrs):>10} {pts:>10} "
-                  f"{pts * per_point:>11} {pts * per_point * itemsize:>10}")
+            print(f"{r:>6} {members:>9} {len(sids):>10}  {label:<24} {int(n_nbrs[r]):>10} "
+                  f"{traffic}")
+    print(f"peak RSS of this command: {peak_rss_bytes() / 2 ** 20:.0f} MB (ddpinn run logs "
+          f"every rank's peak RSS, max / mean, at start and after training)")
     return 0
 
 

@@ -5,8 +5,9 @@ the grid, last axis fastest) and an interface by its position in ``Decomposition
 """
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -58,25 +59,64 @@ class Interface:
         return (self.lower, self.upper, self.axis, int(self.wrap))
 
 
-@dataclass
+class LazyItems(Sequence):
+    """Read-only sequence whose items are made from arrays on first access, then kept.
+
+    A rank touches only its own subdomains and their interfaces, so a decomposition of
+    many thousands of subdomains never builds the Python objects of all of them.
+    """
+
+    def __init__(self, n: int, make):
+        self._n, self._make, self._made = int(n), make, {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        i = operator.index(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"index {i} out of range for {self._n} items")
+        item = self._made.get(i)
+        if item is None:
+            item = self._made[i] = self._make(i)
+        return item
+
+
+@dataclass(eq=False)
 class Decomposition:
     """A box cut into ``prod(grid)`` subdomains.
+
+    The geometry is held in arrays over sids and interface ids; ``subdomains`` and
+    ``interfaces`` make their objects on access (:class:`LazyItems`).
 
     Attributes
     ----------
     box : Box
     grid : tuple of int, shape (dim,)
     periodic : tuple of bool, shape (dim,)
-    subdomains : list of Subdomain, length S
-    interfaces : list of Interface
+    subdomains : sequence of Subdomain, length S
+    interfaces : sequence of Interface, length I, in (lower sid, axis) order
+    index : ndarray of int, shape (S, dim) -- grid index of every subdomain
+    lower, upper : ndarray of float, shape (S, dim) -- corners of every subdomain
+    interface_sids : ndarray of int, shape (I, 2) -- (lower, upper) sid of every interface
+    interface_axis : ndarray of int, shape (I,)
     """
 
     box: Box
     grid: tuple
     periodic: tuple
-    subdomains: list
-    interfaces: list
-    _by_sid: dict = field(default_factory=dict, repr=False)
+    subdomains: Sequence
+    interfaces: Sequence
+    index: np.ndarray = None
+    lower: np.ndarray = None
+    upper: np.ndarray = None
+    interface_sids: np.ndarray = None
+    interface_axis: np.ndarray = None
+    _by_sid: tuple = field(default=None, repr=False)
 
     @property
     def n_subdomains(self) -> int:
@@ -84,11 +124,14 @@ class Decomposition:
 
     def interfaces_of(self, sid: int) -> list:
         """Interfaces touching ``sid``, in global (iid) order."""
-        if not self._by_sid:
-            for itf in self.interfaces:
-                self._by_sid.setdefault(itf.lower, []).append(itf)
-                self._by_sid.setdefault(itf.upper, []).append(itf)
-        return self._by_sid.get(sid, [])
+        if self._by_sid is None:
+            # Interface ids grouped by sid (CSR): a stable sort of the flattened (I, 2)
+            # table keeps each sid's interfaces in iid order.
+            order = np.argsort(self.interface_sids.reshape(-1), kind="stable")
+            starts = np.concatenate([[0], np.cumsum(self.interface_counts())])
+            self._by_sid = (order // 2, starts)
+        iids, starts = self._by_sid
+        return [self.interfaces[i] for i in iids[starts[sid]:starts[sid + 1]].tolist()]
 
     def neighbours(self, sid: int) -> list:
         return sorted({itf.other(sid) for itf in self.interfaces_of(sid)})
@@ -109,6 +152,25 @@ class Decomposition:
             if sd.index[a] == self.grid[a] - 1 and a != time_axis:
                 faces.append((a, +1))
         return faces
+
+    def boundary_face_mask(self, time_axis: int | None = None) -> np.ndarray:
+        """Which subdomains carry data on which face, for all at once.
+
+        Returns
+        -------
+        ndarray of bool, shape (S, dim, 2): ``[sid, axis, 0]`` the lower face, ``[..., 1]``
+        the upper one; the same faces as :meth:`boundary_faces`.
+        """
+        grid = np.asarray(self.grid)
+        mask = np.stack([self.index == 0, self.index == grid - 1], axis=-1)
+        mask[:, np.asarray(self.periodic, bool)] = False
+        if time_axis is not None:
+            mask[:, time_axis, 1] = False
+        return mask
+
+    def interface_counts(self) -> np.ndarray:
+        """Number of interfaces touching each subdomain, shape (S,)."""
+        return np.bincount(self.interface_sids.reshape(-1), minlength=self.n_subdomains)
 
 
 def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = None,
@@ -132,31 +194,41 @@ def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = N
     if any(g < 1 for g in grid):
         raise ValueError(f"grid sizes must be positive integers, got {list(grid)}")
     periodic = tuple(bool(p) for p in (periodic or [False] * box.dim))
+    dim = box.dim
     edges = [np.linspace(lo, hi, g + 1) for lo, hi, g in zip(box.lower, box.upper, grid)]
 
-    subdomains = []
-    for sid, idx in enumerate(np.ndindex(*grid)):
-        lo = tuple(float(edges[a][i]) for a, i in enumerate(idx))
-        hi = tuple(float(edges[a][i + 1]) for a, i in enumerate(idx))
-        subdomains.append(Subdomain(sid, tuple(int(i) for i in idx), Box(lo, hi, box.names)))
+    # All geometry as arrays over sids (C order, last axis fastest): linear in S, no
+    # Python object per subdomain until one is asked for.
+    index = np.indices(grid).reshape(dim, -1).T  # (S, dim)
+    lower = np.stack([edges[a][index[:, a]] for a in range(dim)], axis=1)
+    upper = np.stack([edges[a][index[:, a] + 1] for a in range(dim)], axis=1)
 
+    # Interface (sid, axis) pairs: every cell towards its upper neighbour along each axis,
+    # wrapping around on periodic axes with more than one cell; ordered by (sid, axis).
     strides = np.cumprod((1,) + grid[::-1])[:-1][::-1]
-    interfaces = []
-    for sd in subdomains:
-        for a in range(box.dim):
-            i = sd.index[a]
-            wrap = i == grid[a] - 1
-            if wrap and not (periodic[a] and grid[a] > 1):
-                continue
-            upper_sid = sd.sid + (strides[a] if not wrap else -i * strides[a])
-            upper_box = subdomains[upper_sid].box
-            lo = list(sd.box.lower)
-            hi = list(sd.box.upper)
-            lo[a] = hi[a] = sd.box.upper[a]
-            hi[a] = lo[a] + 1.0  # keep a valid Box; only the tangential extent is used
-            interfaces.append(Interface(
-                iid=len(interfaces), lower=sd.sid, upper=int(upper_sid), axis=a,
-                coord_lower=float(sd.box.upper[a]), coord_upper=float(upper_box.lower[a]),
-                face_box=Box(tuple(lo), tuple(hi), box.names),
-                kind="time" if a == time_axis else "space", wrap=bool(wrap)))
-    return Decomposition(box, grid, periodic, subdomains, interfaces)
+    wrap = index == np.asarray(grid) - 1  # (S, dim)
+    keep = ~wrap | (np.asarray(periodic) & (np.asarray(grid) > 1))
+    itf_lower, itf_axis = np.nonzero(keep)  # row-major: sorted by sid, then axis
+    itf_upper = itf_lower + np.where(wrap[itf_lower, itf_axis], -index[itf_lower, itf_axis],
+                                     1) * strides[itf_axis]
+
+    def subdomain(sid: int) -> Subdomain:
+        return Subdomain(sid, tuple(index[sid].tolist()),
+                         Box(tuple(lower[sid].tolist()), tuple(upper[sid].tolist()), box.names))
+
+    def interface(iid: int) -> Interface:
+        lo_sid, up_sid, a = int(itf_lower[iid]), int(itf_upper[iid]), int(itf_axis[iid])
+        coord = float(upper[lo_sid, a])
+        face_lo, face_hi = lower[lo_sid].tolist(), upper[lo_sid].tolist()
+        face_lo[a] = coord
+        face_hi[a] = coord + 1.0  # keep a valid Box; only the tangential extent is used
+        return Interface(iid=iid, lower=lo_sid, upper=up_sid, axis=a, coord_lower=coord,
+                         coord_upper=float(lower[up_sid, a]),
+                         face_box=Box(tuple(face_lo), tuple(face_hi), box.names),
+                         kind="time" if a == time_axis else "space",
+                         wrap=bool(wrap[lo_sid, a]))
+
+    return Decomposition(box, grid, periodic, LazyItems(len(index), subdomain),
+                         LazyItems(len(itf_lower), interface), index=index, lower=lower,
+                         upper=upper, interface_sids=np.stack([itf_lower, itf_upper], axis=1),
+                         interface_axis=itf_axis)

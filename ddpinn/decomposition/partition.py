@@ -45,7 +45,7 @@ def partition(grid, n_ranks: int) -> np.ndarray:
     if not 1 <= n_ranks <= n_sub:
         raise ValueError(f"cannot place {n_sub} subdomains on {n_ranks} ranks: "
                          f"use between 1 and {n_sub} ranks (one subdomain at least per rank)")
-    index = np.array(list(np.ndindex(*grid)), dtype=int).reshape(n_sub, len(grid))
+    index = np.indices(grid).reshape(len(grid), n_sub).T  # (S, dim), C order like sids
     owner = np.empty(n_sub, dtype=int)
 
     def split_path(path: np.ndarray, first_rank: int, ranks: int):

@@ -8,6 +8,7 @@ cases the other side's values are detached constants.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ddpinn.interface.conditions import CONDITIONS
@@ -29,30 +30,43 @@ class InterfacePlan:
     def __init__(self, sides, sids, owner, rank, n_points, n_rows, device="cpu"):
         self.n_sides = len(sides)
         self.n_points = n_points
-        rows = [[e * n_rows + r0 + i for i in range(n_points)] for e, r0, _ in sides]
-        self.rows = torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, n_points)
-        self.axis = torch.tensor([itf.axis for _, _, itf in sides], dtype=torch.long,
-                                 device=device)
-        self.expert = torch.tensor([e for e, _, _ in sides], dtype=torch.long, device=device)
+        # Per-side arrays, built without a Python loop over points or partner look-ups, so
+        # the plan of thousands of subdomains costs milliseconds.
+        expert = np.fromiter((e for e, _, _ in sides), np.int64, self.n_sides)
+        row0 = np.fromiter((r for _, r, _ in sides), np.int64, self.n_sides)
+        iid = np.fromiter((itf.iid for _, _, itf in sides), np.int64, self.n_sides)
+        axis = np.fromiter((itf.axis for _, _, itf in sides), np.int64, self.n_sides)
+        other_sid = np.fromiter((itf.other(sids[e]) for e, _, itf in sides), np.int64,
+                                self.n_sides)
+        rows = (expert * n_rows + row0)[:, None] + np.arange(n_points)
+        self.rows = torch.as_tensor(rows, dtype=torch.long, device=device).reshape(-1, n_points)
+        self.axis = torch.as_tensor(axis, dtype=torch.long, device=device)
+        self.expert = torch.as_tensor(expert, dtype=torch.long, device=device)
         self.kind = [itf.kind for _, _, itf in sides]
         # 1.0 for the sides of each interface class, for per-class metrics.
         self.kind_mask = {k: torch.tensor([kind == k for kind in self.kind], dtype=torch.float64,
                                           device=device) for k in ("space", "time")}
-        self.iid = [itf.iid for _, _, itf in sides]
-        by_key = {(itf.iid, sids[e]): s for s, (e, _, itf) in enumerate(sides)}
-        local_self, local_partner = [], []
-        remote = {}
-        for s, (e, _, itf) in enumerate(sides):
-            other = itf.other(sids[e])
-            if int(owner[other]) == rank:
-                local_self.append(s)
-                local_partner.append(by_key[(itf.iid, other)])
-            else:
-                remote.setdefault(int(owner[other]), []).append(s)
-        self.local_self = torch.tensor(local_self, dtype=torch.long, device=device)
-        self.local_partner = torch.tensor(local_partner, dtype=torch.long, device=device)
+        self.iid = iid.tolist()
+        other_rank = np.asarray(owner, dtype=np.int64)[other_sid] if self.n_sides \
+            else np.zeros(0, np.int64)
+        is_local = other_rank == rank
+        # The partner of a local side is the other side of the same interface: sides sorted
+        # by (iid, own sid) put both sides of an interface next to each other.
+        own_sid = np.asarray(sids, dtype=np.int64)[expert] if self.n_sides \
+            else np.zeros(0, np.int64)
+        local_self = np.flatnonzero(is_local)
+        by_pair = local_self[np.lexsort((own_sid[local_self], iid[local_self]))]
+        partner = np.empty(self.n_sides, dtype=np.int64)
+        partner[by_pair[0::2]], partner[by_pair[1::2]] = by_pair[1::2], by_pair[0::2]
+        self.local_self = torch.as_tensor(local_self, dtype=torch.long, device=device)
+        self.local_partner = torch.as_tensor(partner[local_self], dtype=torch.long,
+                                             device=device)
         # Sides are already in (e, iid) order; per neighbour sort by iid for a shared layout.
-        self.remote = {r: sorted(ss, key=lambda s: self.iid[s]) for r, ss in sorted(remote.items())}
+        remote = np.flatnonzero(~is_local)
+        remote = remote[np.lexsort((remote, iid[remote], other_rank[remote]))]
+        ranks, starts = np.unique(other_rank[remote], return_index=True)
+        self.remote = {int(r): part.tolist()
+                       for r, part in zip(ranks, np.split(remote, starts[1:]))}
         self.remote_index = {r: torch.tensor(ss, dtype=torch.long, device=device)
                              for r, ss in self.remote.items()}
 

@@ -52,6 +52,8 @@ class PDE:
     # Flows in a periodic box: runs also report E(t), -dE/dt and 2 nu enstrophy of the
     # trained networks (outputs start with the velocity components; parameter "nu").
     energy_diagnostics = False
+    # True for PDEs posed in a periodic box (no data on space faces).
+    periodic_space = False
 
     def __init__(self, space_dim: int, params: dict | None = None):
         params = dict(params or {})

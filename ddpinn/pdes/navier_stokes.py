@@ -113,6 +113,7 @@ class TaylorGreen(IncompressibleNS):
     error_groups = {"velocity": ("u", "v", "w")}
     domain = ([-math.pi] * 3, [math.pi] * 3, [0.0, 2.0])
     energy_diagnostics = True
+    periodic_space = True
 
     def boundary_data(self, x, axis, side, p):
         if axis != 3:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ddpinn.interface import exchange
-from ddpinn.interface.conditions import CONDITIONS
+from ddpinn.interface.conditions import CONDITIONS, ConditionSet
 from ddpinn.nn.taylor import make_fields
 
 
@@ -42,7 +42,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     params : dict, PDE parameters (inverse unknowns as shared tensors)
     batch : PointBatch, x (E, N, d)
     plan : InterfacePlan
-    conditions : ConditionSet, active interface conditions per interface kind
+    conditions : ConditionSet (or a list for every interface), active interface conditions
     cond_weights : dict str -> float
     weights : LossSection (residual, boundary, data)
     quantities : tuple of str, interface quantities the conditions need
@@ -51,6 +51,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     causal : CausalWeights or None; collective when given: squared residual per row (E, N)
         -> constant weights per row (E, N) of the residual term
     """
+    conditions = ConditionSet.of(conditions)
     x = batch.x.detach().requires_grad_(True)
     fields = make_fields(model, x, pde.axes, pde.outputs, derivatives)
     u = fields.u

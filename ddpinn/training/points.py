@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddpinn.geometry import Face, sample_box, sample_face
+from ddpinn.geometry import sample_box
 
 TAG_INTERIOR, TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE, TAG_R3 = 1, 2, 3, 4, 5
 
@@ -72,77 +72,145 @@ class PointBatch:
     n_interface: int
     interface_fraction: float = 1.0
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the point tensors (coordinates, weights and targets)."""
+        return int(sum(t.numel() * t.element_size() for t in (
+            self.x, self.res_w, self.bc_w, self.bc_target, self.data_w, self.data_target)))
+
+
+def batch_bytes(n_experts: int, n_rows: int, dim: int, n_out: int, itemsize: int) -> int:
+    """Size of a :class:`PointBatch` of ``n_experts`` padded to ``n_rows``, without building
+    it: x (E, N, d), res_w (E, N) and four (E, N, m) weight and target arrays."""
+    return n_experts * n_rows * (dim + 1 + 4 * n_out) * itemsize
+
+
+def padded_rows(decomp, points_cfg, time_axis=None, replicas: int = 1) -> int:
+    """Rows per expert N: the largest subdomain of the whole decomposition.
+
+    Padding every rank's experts to this global maximum (not the rank's own) gives identical
+    shapes, which makes each expert's arithmetic bitwise the same on any rank count. With
+    replicas, N is that of replica 0 (it has the largest shares).
+    """
+    n_int, n_bc, n_if, n_data = (share_size(n, 0, replicas) for n in (
+        points_cfg.interior, points_cfg.boundary, points_cfg.interface, points_cfg.data))
+    faces = decomp.boundary_face_mask(time_axis).sum(axis=(1, 2))  # (S,)
+    rows = n_int + n_bc * faces + n_data + n_if * decomp.interface_counts()
+    return int(rows.max())
+
+
+def _uniform(keys, n, d) -> np.ndarray:
+    """Uniform draws in [0, 1), one sid-keyed stream per row of ``keys``: (K, n, d)."""
+    out = np.empty((len(keys), n, d))
+    for k, key in enumerate(keys):
+        out[k] = rng_for(*key).random((n, d))
+    return out
+
 
 def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, epoch=0,
                  dtype=torch.float64, device="cpu", replica=0, replicas=1) -> PointBatch:
     """Points of the experts ``sids`` (a rank's block) for one sampling epoch.
 
     ``params`` are the PDE's true parameters (data of inverse problems come from them).
-    ``replica`` of ``replicas`` selects this rank's share of every set of points; the
-    weights stay those of the whole set.
+    ``replica`` of ``replicas`` selects this rank's share of every set of points (rows
+    replica, replica + R, ... of each set); the weights stay those of the whole set.
+    Only the random streams are drawn one by one (each is keyed by its sid or interface);
+    the layout and the boundary/data targets are computed for all local experts at once.
     """
     m, d = pde.n_out, decomp.box.dim
     n_int, n_bc, n_if, n_data = (points_cfg.interior, points_cfg.boundary,
                                  points_cfg.interface, points_cfg.data)
-    weight_int, weight_bc, weight_data = n_int, n_bc, n_data  # normalisers: whole sets
-
-    def mine(points):
-        return share(points, replica, replicas)
-
-    rows = []
-    for sid in sids:
-        sd = decomp.subdomains[sid]
-        parts = {"interior": mine(sample_box(sd.box, n_int,
-                                             rng_for(seed, TAG_INTERIOR, epoch, sid)))}
-        faces = decomp.boundary_faces(sid, time_axis)
-        parts["boundary"] = [(a, s, mine(sample_face(
-            sd.box, Face(a, s), n_bc, rng_for(seed, TAG_BOUNDARY, epoch, sid, a, s + 1))))
-            for a, s in faces]
-        parts["data"] = mine(sample_box(sd.box, n_data, rng_for(seed, TAG_DATA, sid))) \
-            if n_data else np.zeros((0, d))
-        parts["interfaces"] = [(itf, mine(interface_points(itf, sid, n_if, seed, epoch)))
-                               for itf in decomp.interfaces_of(sid)]
-        rows.append(parts)
-    # This replica's counts (replica 0 has the largest shares: padding is sized for it).
-    n_int, n_bc, n_if, n_data = (share_size(n, replica, replicas)
-                                 for n in (n_int, n_bc, n_if, n_data))
-    n_int0, n_bc0, n_if0, n_data0 = (share_size(n, 0, replicas) for n in (
-        points_cfg.interior, points_cfg.boundary, points_cfg.interface, points_cfg.data))
-
-    # Pad to the largest subdomain of the whole decomposition, not of this rank: identical
-    # shapes make each expert's arithmetic bitwise the same on any rank count.
-    N = max(n_int0 + n_bc0 * len(decomp.boundary_faces(s, time_axis)) + n_data0
-            + n_if0 * len(decomp.interfaces_of(s)) for s in range(decomp.n_subdomains))
-    E = len(sids)
+    # This replica's counts; the normalisers are those of the whole sets.
+    k_int, k_bc, k_data = (share_size(n, replica, replicas) for n in (n_int, n_bc, n_data))
+    sids = np.asarray(sids, dtype=np.int64).reshape(-1)
+    E, N = len(sids), padded_rows(decomp, points_cfg, time_axis, replicas)
+    lower, upper = decomp.lower[sids], decomp.upper[sids]  # (E, d)
+    width = upper - lower
     x = np.empty((E, N, d))
     res_w = np.zeros((E, N))
     bc_w, bc_t = np.zeros((E, N, m)), np.zeros((E, N, m))
     data_w, data_t = np.zeros((E, N, m)), np.zeros((E, N, m))
-    sides = []
-    for e, p in enumerate(rows):
-        x[e, :] = p["interior"][0]  # padding rows: a valid point, weight 0
-        x[e, :n_int] = p["interior"]
-        res_w[e, :n_int] = 1.0 / weight_int
-        r = n_int
-        n_bc_rows = weight_bc * len(p["boundary"])
-        for a, s, pts in p["boundary"]:
-            target, mask = pde.boundary_data(torch.as_tensor(pts), a, s, params)
-            x[e, r:r + n_bc] = pts
-            bc_t[e, r:r + n_bc] = target.numpy()
-            bc_w[e, r:r + n_bc] = np.asarray(mask, float) / n_bc_rows
-            r += n_bc
-        if n_data:
-            x[e, r:r + n_data] = p["data"]
-            data_t[e, r:r + n_data] = pde.exact(torch.as_tensor(p["data"]), params).numpy()
-            data_w[e, r:r + n_data] = 1.0 / weight_data
-            r += n_data
-        for itf, pts in p["interfaces"]:
-            x[e, r:r + n_if] = pts
-            sides.append((e, r, itf))
-            r += n_if
+
+    interior = lower[:, None] + _uniform([(seed, TAG_INTERIOR, epoch, s) for s in sids],
+                                         n_int, d) * width[:, None]
+    interior = interior[:, replica::replicas]
+    x[:] = interior[:, :1]  # padding rows: a valid point, weight 0
+    x[:, :k_int] = interior
+    res_w[:, :k_int] = 1.0 / n_int
+
+    # Boundary faces in (expert, axis, lower side first) order, as Decomposition.boundary_faces.
+    face_e, face_a, face_hi = np.nonzero(decomp.boundary_face_mask(time_axis)[sids])
+    face_s = 2 * face_hi - 1  # -1 lower, +1 upper
+    n_faces = np.bincount(face_e, minlength=E)
+    first_face = np.cumsum(n_faces) - n_faces
+    face_row = k_int + k_bc * (np.arange(len(face_e)) - first_face[face_e])
+    pts = lower[face_e, None] + _uniform(
+        [(seed, TAG_BOUNDARY, epoch, sids[e], a, s + 1)
+         for e, a, s in zip(face_e, face_a, face_s)], n_bc, d) * width[face_e, None]
+    pts = pts[:, replica::replicas]
+    pts[np.arange(len(face_e)), :, face_a] = np.where(
+        face_hi == 1, upper[face_e, face_a], lower[face_e, face_a])[:, None]
+    rows = face_row[:, None] + np.arange(k_bc)  # (F, k_bc)
+    x[face_e[:, None], rows] = pts
+    for a, s in sorted(set(zip(face_a.tolist(), face_s.tolist()))):
+        # One call per face class: the boundary data of every local face of that class.
+        sel = np.flatnonzero((face_a == a) & (face_s == s))
+        target, mask = pde.boundary_data(torch.as_tensor(pts[sel].reshape(-1, d)), a, s, params)
+        bc_t[face_e[sel, None], rows[sel]] = target.numpy().reshape(len(sel), k_bc, m)
+        bc_w[face_e[sel, None], rows[sel]] = (np.asarray(mask, float)
+                                               / (n_bc * n_faces[face_e[sel]])[:, None, None])
+
+    r_data = k_int + k_bc * n_faces  # (E,)
+    if n_data:
+        pts = lower[:, None] + _uniform([(seed, TAG_DATA, s) for s in sids], n_data, d) \
+            * width[:, None]
+        pts = pts[:, replica::replicas]
+        rows = r_data[:, None] + np.arange(k_data)
+        x[np.arange(E)[:, None], rows] = pts
+        data_t[np.arange(E)[:, None], rows] = pde.exact(
+            torch.as_tensor(pts.reshape(-1, d)), params).numpy().reshape(E, k_data, m)
+        data_w[np.arange(E)[:, None], rows] = 1.0 / n_data
+
+    sides, k_if = _interface_sides(decomp, sids, n_if, seed, epoch, r_data + k_data, x,
+                                   replica, replicas)
 
     def t(a):
         return torch.as_tensor(a, dtype=dtype, device=device)
 
-    return PointBatch(t(x), t(res_w), t(bc_w), t(bc_t), t(data_w), t(data_t), sides, n_if,
-                      n_if / points_cfg.interface)
+    return PointBatch(t(x), t(res_w), t(bc_w), t(bc_t), t(data_w), t(data_t), sides, k_if,
+                      k_if / n_if if n_if else 1.0)
+
+
+def _interface_sides(decomp, sids, n_if, seed, epoch, first_row, x, replica=0,
+                     replicas=1) -> tuple:
+    """Write the interface points of the experts ``sids`` into ``x`` (E, N, d) from row
+    ``first_row[e]`` on; return their sides, (e, row0, Interface) in (e, iid) order, and the
+    points per side (this replica's share of ``n_if``).
+
+    Each interface touching a local expert is drawn once, from its own key, and copied to
+    its local side(s); only the normal coordinate differs between the sides.
+    """
+    local = np.full(decomp.n_subdomains, -1, dtype=np.int64)
+    local[sids] = np.arange(len(sids))
+    ends = local[decomp.interface_sids]  # (I, 2): local expert of each side, or -1
+    iids = np.flatnonzero((ends >= 0).any(axis=1))
+    itfs = [decomp.interfaces[i] for i in iids.tolist()]
+    face_lo = np.array([i.face_box.lower for i in itfs], float).reshape(len(itfs), -1)
+    face_w = np.array([i.face_box.upper for i in itfs], float).reshape(len(itfs), -1) - face_lo
+    pts = face_lo[:, None] + _uniform([(seed, TAG_INTERFACE, epoch, *i.seed_key())
+                                       for i in itfs], n_if, x.shape[-1]) * face_w[:, None]
+    pts = pts[:, replica::replicas]
+    k_if = share_size(n_if, replica, replicas)
+    # Sides: (position in iids, 0 lower / 1 upper) for every end owned here, by (e, iid).
+    k, end = np.nonzero(ends[iids] >= 0)
+    e = ends[iids][k, end]
+    order = np.lexsort((iids[k], e))
+    k, end, e = k[order], end[order], e[order]
+    counts = np.bincount(e, minlength=len(sids))
+    row0 = first_row[e] + k_if * (np.arange(len(e)) - (np.cumsum(counts) - counts)[e])
+    axis = decomp.interface_axis[iids[k]]
+    coord = np.array([[i.coord_lower, i.coord_upper] for i in itfs], float).reshape(-1, 2)
+    side_pts = pts[k]
+    side_pts[np.arange(len(k)), :, axis] = coord[k, end][:, None]
+    x[e[:, None], row0[:, None] + np.arange(k_if)] = side_pts
+    return [(ei, r, itfs[ki]) for ei, r, ki in zip(e.tolist(), row0.tolist(), k.tolist())], k_if

@@ -8,6 +8,8 @@ points, and the group's gradients are summed over the replicas
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch import nn
@@ -28,6 +30,19 @@ from ddpinn.training.resampling import r3_points
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def make_experts(problem, sids, dtype=torch.float64) -> BatchedMLP:
+    """The batched experts of subdomains ``sids`` as the case's network section asks."""
+    decomp, net = problem.decomposition, problem.cfg.network
+    boxes = [decomp.subdomains[s].box for s in sids]
+    box = decomp.box
+    periods = [box.width[a] if decomp.periodic[a] else None for a in range(box.dim)]
+    return BatchedMLP(
+        sids, [b.lower for b in boxes], [b.upper for b in boxes], problem.pde.n_out,
+        width=net.width, depth=net.depth, activation=net.activation, periods=periods,
+        harmonics=net.periodic_harmonics, fourier_features=net.fourier_features,
+        fourier_scale=net.fourier_scale, seed=problem.cfg.case.seed, dtype=dtype)
+
+
 class Solver:
     """Local experts of ``comm.rank`` for a :class:`~ddpinn.problem.Problem`.
 
@@ -44,19 +59,15 @@ class Solver:
         self.pde = problem.pde
         self.decomposition = problem.decomposition
         self.dtype = DTYPES[cfg.case.dtype]
+        # Wall seconds of each set-up phase on this rank (points and plan: the latest draw).
+        self.setup_seconds = {}
+        t0 = time.perf_counter()
         self.layout = make_layout(comm, cfg.parallel.replicas, self.decomposition.n_subdomains)
         self.owner = partition(self.decomposition.grid, self.layout.groups)  # sid -> group
         self.sids = owned_sids(self.owner, self.layout.group)
-        boxes = [self.decomposition.subdomains[s].box for s in self.sids]
-        box = self.decomposition.box
-        periods = [box.width[a] if self.decomposition.periodic[a] else None
-                   for a in range(box.dim)]
-        net = cfg.network
-        self.model = BatchedMLP(
-            self.sids, [b.lower for b in boxes], [b.upper for b in boxes], self.pde.n_out,
-            width=net.width, depth=net.depth, activation=net.activation, periods=periods,
-            harmonics=net.periodic_harmonics, fourier_features=net.fourier_features,
-            fourier_scale=net.fourier_scale, seed=cfg.case.seed, dtype=self.dtype).to(device)
+        t1 = time.perf_counter()
+        self.model = make_experts(problem, self.sids, self.dtype).to(device)
+        self.setup_seconds.update(partition=t1 - t0, experts=time.perf_counter() - t1)
         # Unknown coefficients of inverse problems: replicated on every rank.
         self.shared = nn.ParameterDict({
             n: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=device))
@@ -83,15 +94,18 @@ class Solver:
         if epoch == self.epoch:
             return False
         self.epoch = epoch
+        t0 = time.perf_counter()
         self.batch = build_points(self.decomposition, self.sids, self.pde, self.cfg.points,
                                   self.cfg.case.seed, self.pde.params, self.problem.time_axis,
                                   epoch, self.dtype, self.device, self.layout.replica,
                                   self.layout.replicas)
         # Interface partners are the same replica of the neighbour's group (peer_comm rank =
         # group), holding the same share of the interface points.
+        t1 = time.perf_counter()
         self.plan = exchange.InterfacePlan(self.batch.sides, self.sids, self.owner,
                                            self.layout.group, self.batch.n_interface,
                                            self.batch.x.shape[1], self.device)
+        self.setup_seconds.update(points=t1 - t0, interface_plan=time.perf_counter() - t1)
         self._points_changed()
         return True
 

@@ -63,7 +63,9 @@ def setup(name, dim, activation, encoded, seed=5):
             names + ("t",)
         time_axis = dim
     box = Box(tuple(lower), tuple(upper), names)
-    periodic = [encoded and a == 0 for a in range(len(names))]
+    # A periodic-box PDE has no data on space faces: all its space axes are periodic.
+    periodic = [(encoded and a == 0) or (getattr(pde, "periodic_space", False) and a < dim)
+                for a in range(len(names))]
     grid = [2] + [1] * (len(names) - 1)
     decomp = decompose(box, grid, periodic, time_axis)
     sids = list(range(decomp.n_subdomains))
