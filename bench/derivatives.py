@@ -147,8 +147,8 @@ def main(argv=None) -> int:
     net = f"width {args.width}, depth {args.depth}, tanh"
     lines = [f"Engines: {args.experts} experts x {args.points} points, {net}; throughput in "
              "collocation points / s through residual + mean-square loss + backward "
-             f"(median of {args.reps} interleaved repetitions, 1 thread). Wall clock is what "
-             "the brief asks for; the CPU-time column (median `process_time` of the same "
+             f"(median of {args.reps} interleaved repetitions, 1 thread). Wall clock is the "
+             "headline figure; the CPU-time column (median `process_time` of the same "
              "repetitions) is less affected by time slicing on a loaded machine.", "",
              "| problem | dtype | nested autograd (pts/s) | Taylor mode (pts/s) | speed-up, wall |"
              " speed-up, CPU time |",
