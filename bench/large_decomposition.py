@@ -25,18 +25,22 @@ sys.path.insert(0, str(ROOT / "bench"))
 TINY = ["network.width=8", "network.depth=2", "points.interior=16", "points.boundary=8",
         "points.interface=8", 'case.dtype="float32"']
 PHASES = ["problem", "partition", "experts", "points", "interface_plan", "first_step",
-          "second_step"]
+          "second_step", "checkpoint_write", "checkpoint_read"]
 
 
 def worker(grid):
+    import tempfile
+
     import torch
 
+    from ddpinn.io import checkpoint
     from ddpinn.io.config import load
     from ddpinn.parallel import world
     from ddpinn.parallel.errors import install_abort_hook
     from ddpinn.problem import build_problem
     from ddpinn.training.footprint import over_ranks, rank_footprint
     from ddpinn.training.solver import Solver
+    from ddpinn.training.trainer import Trainer
 
     comm = world()
     install_abort_hook(comm)
@@ -59,6 +63,22 @@ def worker(grid):
         opt.step()
         seconds[name] = time.perf_counter() - t0
         losses.append(loss)
+    # A checkpoint with the Adam moments, written and read back as a run does it.
+    tmp = Path(comm.bcast(tempfile.mkdtemp(prefix="ddpinn-large-") if comm.rank == 0 else None))
+    trainer = Trainer(solver, tmp)
+    trainer.optimizer = opt
+    comm.barrier()
+    t0 = time.perf_counter()
+    trainer.save_checkpoint()
+    seconds["checkpoint_write"] = time.perf_counter() - t0
+    path = checkpoint.list_checkpoints(trainer.ckpt_dir)[-1]
+    comm.barrier()
+    t0 = time.perf_counter()
+    trainer.restore(checkpoint.load(path))
+    seconds["checkpoint_read"] = time.perf_counter() - t0
+    comm.barrier()
+    if comm.rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
     times = over_ranks(comm, {**seconds, "setup_cpu": setup_cpu})
     memory = {"start": over_ranks(comm, at_start),
               "steps": over_ranks(comm, rank_footprint(solver))}
@@ -125,7 +145,8 @@ def main():
         "depth 2, 16 interior, 8 boundary and 8 interface points each, float32, one torch "
         "thread per rank. Phases as a run logs them: problem (case file, decomposition), "
         "partition, experts (sid-keyed initialisation), points, interface plan; then two Adam "
-        "steps (loss, interface exchange, backward). Each configuration is its own "
+        "steps (loss, interface exchange, backward), then one checkpoint (parameters and Adam "
+        "moments) written and restored as a run does it. Each configuration is its own "
         "`mpiexec` job; memory is each rank's peak RSS (`getrusage`) and the bytes of its "
         "experts' parameters and padded point batch.",
         "",

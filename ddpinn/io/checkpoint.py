@@ -1,14 +1,17 @@
 """Checkpoints keyed by subdomain id, restartable on any rank count.
 
-A checkpoint is one file written by rank 0 after gathering every expert's state:
+A checkpoint is one file written by rank 0 after gathering every rank's block of experts:
 
-``{"format": 1, "meta": {...}, "experts": {"<sid>": {name: Tensor}}, "shared": {...},
-"scalars": {...}}``
+``{"format": 2, "meta": {...}, "blocks": [{"sids": LongTensor (E,), name: Tensor (E, ...)}],
+"shared": {...}, "scalars": {...}}``
 
-Per-expert entries hold the expert's slice of every distributed tensor (parameters,
-optimizer moments, L-BFGS history), so a run on M ranks picks out its own sids. Files are
-written atomically; a header line carries the SHA-256 of the payload, so a truncated or
-corrupted file is always detected; the payload is read with ``torch.load(weights_only=True)``.
+A block holds one rank's experts stacked along the first axis: every distributed tensor
+(parameters, optimizer moments, L-BFGS history, adapted points) with row ``e`` belonging to
+subdomain ``sids[e]``. A run on M ranks picks out its own sids by row (:func:`gather_sids`), so
+checkpoints move between rank counts. One stacked record per rank keeps thousands of experts to
+a few dozen tensors (format 1, still read, had one record per expert). Files are written
+atomically; a header line carries the SHA-256 of the payload, so a truncated or corrupted file
+is always detected; the payload is read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from ddpinn.io.atomic import atomic_write_bytes
 
 log = logging.getLogger("ddpinn")
 
-FORMAT = 1
+FORMAT = 2
+READABLE = (1, 2)
 MAGIC = b"DDPINN-CHECKPOINT 1 sha256="
 PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
 
@@ -33,15 +37,62 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message says which file and why."""
 
 
-def split_by_sid(named: dict, sids) -> dict:
-    """{name: Tensor (E, ...)} -> {sid: {name: Tensor (...)}}."""
-    return {int(s): {n: t[e].detach().cpu().clone() for n, t in named.items()}
-            for e, s in enumerate(sids)}
+def pack(named: dict, sids) -> dict:
+    """One rank's block: {name: Tensor (E, ...)} -> {"sids": LongTensor (E,), name: Tensor}.
+
+    Detached CPU copies, so training can go on while the block is written."""
+    block = {n: t.detach().cpu().clone() for n, t in named.items()}
+    block["sids"] = torch.as_tensor([int(s) for s in sids], dtype=torch.long)
+    return block
 
 
-def stack_sids(per_sid: dict, sids, names) -> dict:
-    """Inverse of :func:`split_by_sid` for the experts ``sids``: {name: Tensor (E, ...)}."""
-    return {n: torch.stack([per_sid[int(s)][n] for s in sids]) for n in names}
+def sids_in(state: dict) -> list:
+    """Every subdomain id held by a loaded checkpoint, ascending."""
+    if state["format"] == 1:
+        return sorted(int(k) for k in state["experts"])
+    return sorted(int(s) for b in state["blocks"] for s in b["sids"].tolist())
+
+
+def gather_sids(state: dict, sids) -> dict:
+    """The experts ``sids`` of a loaded checkpoint, in that order: {name: Tensor (E, ...)}.
+
+    Raises :class:`CheckpointError` when one is missing."""
+    sids = [int(s) for s in sids]
+    if state["format"] == 1:
+        per_sid = {int(k): v for k, v in state["experts"].items()}
+        missing = [s for s in sids if s not in per_sid]
+        if missing:
+            raise CheckpointError(f"the checkpoint has no state for subdomains {missing[:8]}")
+        names = list(per_sid[sids[0]]) if sids else []
+        return {n: torch.stack([per_sid[s][n] for s in sids]) for n in names}
+    where = {}  # sid -> (block, row)
+    for b, block in enumerate(state["blocks"]):
+        for row, s in enumerate(block["sids"].tolist()):
+            where[s] = (b, row)
+    missing = [s for s in sids if s not in where]
+    if missing:
+        raise CheckpointError(f"the checkpoint has no state for subdomains {missing[:8]}")
+    blocks = state["blocks"]
+    names = [n for n in blocks[0] if n != "sids"] if blocks else []
+    # Consecutive sids from the same block come out as one slice or index_select.
+    out = {n: [] for n in names}
+    runs = []
+    for s in sids:
+        b, row = where[s]
+        if runs and runs[-1][0] == b:
+            runs[-1][1].append(row)
+        else:
+            runs.append((b, [row]))
+    for b, rows in runs:
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        for n in names:
+            out[n].append(blocks[b][n].index_select(0, idx))
+    return {n: torch.cat(parts) if len(parts) > 1 else parts[0] for n, parts in out.items()}
+
+
+def record(state: dict, sid: int) -> dict:
+    """One expert's state {name: Tensor (...)} (inspection and tests)."""
+    return {n: t[0] for n, t in gather_sids(state, [sid]).items()}
 
 
 def checkpoint_path(directory, step: int) -> Path:
@@ -57,21 +108,21 @@ def list_checkpoints(directory) -> list:
     return [p for _, p in sorted(found)]
 
 
-def save(path, comm, experts: dict, shared: dict, scalars: dict, meta: dict, keep: int = 0):
-    """Collective. Gather per-sid states on rank 0 and write one checkpoint atomically.
+def save(path, comm, block: dict | None, shared: dict, scalars: dict, meta: dict,
+         keep: int = 0):
+    """Collective. Gather the ranks' blocks on rank 0 and write one checkpoint atomically.
 
     Parameters
     ----------
-    experts : {sid: {name: Tensor}} for this rank's experts
+    block : this rank's experts from :func:`pack`, or None when another rank holds the
+        same experts (replicas)
     shared, scalars, meta : replicated state (taken from rank 0)
     keep : keep only the newest ``keep`` checkpoints in the directory (0: all)
     """
-    gathered = comm.gather(experts)
+    gathered = comm.gather(block)
     if comm.rank == 0:
-        merged = {}
-        for part in gathered:
-            merged.update({str(s): v for s, v in part.items()})
-        state = {"format": FORMAT, "meta": meta, "experts": merged,
+        blocks = [b for b in gathered if b is not None and len(b["sids"])]
+        state = {"format": FORMAT, "meta": meta, "blocks": blocks,
                  "shared": {k: v.detach().cpu() for k, v in shared.items()},
                  "scalars": scalars}
         buf = io.BytesIO()
@@ -104,8 +155,9 @@ def load(path) -> dict:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign file
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a ddpinn checkpoint (format {FORMAT})")
+    if not isinstance(state, dict) or state.get("format") not in READABLE:
+        raise CheckpointError(f"{str(path)!r} is not a ddpinn checkpoint (formats "
+                              f"{', '.join(map(str, READABLE))})")
     return state
 
 

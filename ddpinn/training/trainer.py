@@ -111,7 +111,7 @@ class Trainer:
         if s.causal is not None:
             scalars.update(s.causal.state())
         # One replica per group writes the group's experts (the records are keyed by sid).
-        experts = checkpoint.split_by_sid(dist, s.sids) if s.layout.replica == 0 else {}
+        experts = checkpoint.pack(dist, s.sids) if s.layout.replica == 0 else None
         scalars.update(global_step=self.global_step, stage_index=self.stage_index,
                        stage_step=self.stage_step, epoch=s.epoch, lr_scale=self.lr_scale)
         return experts, shared, scalars
@@ -137,10 +137,9 @@ class Trainer:
                 list(meta["grid"]) != list(s.decomposition.grid):
             raise DDPINNError(f"checkpoint has grid {meta['grid']} but the case has "
                               f"{list(s.decomposition.grid)}: it belongs to another decomposition")
-        per_sid = {int(k): v for k, v in state["experts"].items()}
         shared = state["shared"]
         model_names = list(self._named_model())
-        stacked = checkpoint.stack_sids(per_sid, s.sids, list(per_sid[s.sids[0]]))
+        stacked = checkpoint.gather_sids(state, s.sids)
         with torch.no_grad():
             for n, p in self._named_model().items():
                 p.copy_(stacked[f"param/{n}"])

@@ -75,7 +75,7 @@ def test_same_trajectory_on_any_rank_count(reference_run, four_rank_run, tmp_pat
 def test_checkpoint_holds_adapted_points(four_rank_run):
     state = checkpoint.load(four_rank_run / "checkpoints" / "ckpt_00000050.pt")
     assert state["scalars"]["causal_epsilon_index"] >= 1
-    pts = [state["experts"][str(s)]["points/interior"] for s in range(8)]
+    pts = [checkpoint.record(state, s)["points/interior"] for s in range(8)]
     assert all(p.shape == (48, 2) for p in pts)
     assert not torch.equal(pts[0], pts[1])
 

@@ -1,5 +1,5 @@
-"""Checkpoints keyed by sid: split/stack, save/load round trip, rotation, corruption, and a
-full Solver/Trainer restart that continues the uninterrupted loss trajectory."""
+"""Checkpoints keyed by sid: pack/gather, save/load round trip, rotation, corruption, format-1
+files, and a full Solver/Trainer restart that continues the uninterrupted loss trajectory."""
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +26,12 @@ def expert_states(sids, seed=0):
             for s in sids}
 
 
+def as_block(experts: dict) -> dict:
+    sids = sorted(experts)
+    names = list(experts[sids[0]])
+    return checkpoint.pack({n: torch.stack([experts[s][n] for s in sids]) for n in names}, sids)
+
+
 def save_one(directory, step, keep=0, seed=0):
     path = checkpoint.checkpoint_path(directory, step)
     experts = expert_states([0, 1, 2, 3], seed)
@@ -33,34 +39,71 @@ def save_one(directory, step, keep=0, seed=0):
               "adam/step": torch.tensor(7.0)}
     scalars = {"global_step": step, "stage_index": 0, "lbfgs_rho": [0.5, 0.25]}
     meta = {"case": "t", "grid": [2, 2], "n_subdomains": 4, "ranks": 1}
-    checkpoint.save(path, SerialComm(), experts, shared, scalars, meta, keep=keep)
+    checkpoint.save(path, SerialComm(), as_block(experts), shared, scalars, meta, keep=keep)
     return path, experts, shared, scalars, meta
 
 
-# -- split / stack ----------------------------------------------------------------------------
-def test_split_by_sid_and_stack_round_trip():
+# -- pack / gather ----------------------------------------------------------------------------
+def test_pack_and_gather_round_trip():
     g = torch.Generator().manual_seed(1)
     named = {"w": torch.randn(3, 5, 2, generator=g), "b": torch.randn(3, 1, 2, generator=g),
              "s": torch.randn(3, generator=g)}
-    sids = [7, 2, 4]
-    per = checkpoint.split_by_sid(named, sids)
-    assert sorted(per) == [2, 4, 7]
-    for e, s in enumerate(sids):
-        for n, t in named.items():
-            assert torch.equal(per[s][n], t[e])
-            assert per[s][n].data_ptr() != t.data_ptr()  # a copy, not a view
-    back = checkpoint.stack_sids(per, sids, list(named))
+    other = {n: torch.randn(2, *t.shape[1:], generator=g) for n, t in named.items()}
+    block = checkpoint.pack(named, [7, 2, 4])
+    assert block["sids"].tolist() == [7, 2, 4]
+    for n, t in named.items():
+        assert torch.equal(block[n], t) and block[n].data_ptr() != t.data_ptr()  # a copy
+    state = {"format": 2, "blocks": [block, checkpoint.pack(other, [0, 9])]}
+    assert checkpoint.sids_in(state) == [0, 2, 4, 7, 9]
+    back = checkpoint.gather_sids(state, [7, 2, 4])
     for n in named:
         assert torch.equal(back[n], named[n])
-    # Another rank count picks another subset, in its own order.
-    sub = checkpoint.stack_sids(per, [4, 7], ["w"])
-    assert torch.equal(sub["w"], named["w"][[2, 0]])
+    # Another rank count picks another subset, in its own order, across blocks.
+    sub = checkpoint.gather_sids(state, [4, 9, 7, 0])
+    assert torch.equal(sub["w"], torch.stack([named["w"][2], other["w"][1], named["w"][0],
+                                              other["w"][0]]))
+    assert torch.equal(checkpoint.record(state, 9)["s"], other["s"][1])
+    with pytest.raises(CheckpointError, match=r"no state for subdomains \[5\]"):
+        checkpoint.gather_sids(state, [2, 5])
 
 
-def test_split_detaches():
+def test_pack_detaches():
     p = torch.nn.Parameter(torch.ones(2, 3))
-    per = checkpoint.split_by_sid({"p": p * 2}, [0, 1])
-    assert not per[0]["p"].requires_grad
+    block = checkpoint.pack({"p": p * 2}, [0, 1])
+    assert not block["p"].requires_grad
+
+
+def test_format_1_files_still_restore(tmp_path):
+    """A checkpoint written with one record per expert (format 1) loads and gathers."""
+    import io
+
+    experts = expert_states([0, 1, 2])
+    state = {"format": 1, "meta": {}, "experts": {str(s): v for s, v in experts.items()},
+             "shared": {}, "scalars": {}}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    path = tmp_path / "ckpt_00000001.pt"
+    path.write_bytes(checkpoint.MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+                     + payload)
+    loaded = checkpoint.load(path)
+    assert checkpoint.sids_in(loaded) == [0, 1, 2]
+    got = checkpoint.gather_sids(loaded, [2, 0])
+    assert torch.equal(got["param/w"], torch.stack([experts[2]["param/w"],
+                                                    experts[0]["param/w"]]))
+
+
+def test_many_experts_are_one_record_per_rank(tmp_path):
+    """4096 experts: the file holds one tensor per name, not one per expert and name."""
+    n = 4096
+    named = {"param/w": torch.randn(n, 8, 8), "param/b": torch.randn(n, 1, 8)}
+    path = tmp_path / "ckpt_00000001.pt"
+    checkpoint.save(path, SerialComm(), checkpoint.pack(named, range(n)), {}, {}, {})
+    state = checkpoint.load(path)
+    assert len(state["blocks"]) == 1 and set(state["blocks"][0]) == {"sids", *named}
+    sids = list(range(n - 1, -1, -3))
+    got = checkpoint.gather_sids(state, sids)
+    assert torch.equal(got["param/w"], named["param/w"][sids])
 
 
 # -- save / load ----------------------------------------------------------------------------
@@ -72,9 +115,9 @@ def test_save_load_round_trip(tmp_path):
     state = checkpoint.load(path)
     assert state["format"] == checkpoint.FORMAT
     assert state["meta"] == meta and state["scalars"] == scalars
-    assert sorted(state["experts"]) == ["0", "1", "2", "3"]
+    assert checkpoint.sids_in(state) == [0, 1, 2, 3]
     for s, named in experts.items():
-        got = state["experts"][str(s)]
+        got = checkpoint.record(state, s)
         assert sorted(got) == sorted(named)
         for n, t in named.items():
             assert got[n].dtype == t.dtype
@@ -234,7 +277,7 @@ def test_trainer_restart_continues_trajectory(poisson_toml, tmp_path):
     assert ckpt is not None and ckpt.name == "ckpt_00000003.pt"
     state = checkpoint.load(ckpt)
     assert state["scalars"]["global_step"] == 3
-    assert sorted(state["experts"]) == ["0", "1", "2", "3"]
+    assert checkpoint.sids_in(state) == [0, 1, 2, 3]
     assert state["meta"]["grid"] == [2, 2]
 
     resumed = make_trainer(poisson_toml, tmp_path / "run", ADAM.format(n=6), 3)
