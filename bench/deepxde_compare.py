@@ -1,11 +1,17 @@
 """Time to accuracy: ddpinn vs DeepXDE (PyTorch backend) on the same problems and machine.
 
 Both codes train the same problem in float32 with the same torch thread count, each in its
-own process, one after the other, for a fixed wall-time budget each (``--budget``). Every
-``--eval-every`` seconds of training the relative L2 error against the exact solution is
-computed on the same uniform test grid; the clock is paused while the error is computed, so
-the times are training time only. Reported: time to reach relative L2 1e-2 and 1e-3 for
-each code and their ratio, and a plot of error vs time.
+own process, one after the other, until the error reaches ``--stop-at`` (default 1e-3) or a
+wall-time budget is spent (``--budget``). Every ``--eval-every`` seconds of training the
+relative L2 error against the exact solution is computed on the same uniform test grid; the
+clock is paused while the error is computed, so the times are training time only. Reported:
+time to reach relative L2 1e-2 and 1e-3 for each code and their ratio, and a plot of error vs
+time.
+
+Both codes use Adam and then L-BFGS. DeepXDE runs with its example's number of Adam
+iterations; ddpinn switches to L-BFGS after its own case's number (Kovasznay: 3000, as in
+``cases/kovasznay.toml``), and DeepXDE is run with that schedule too, so the ratio does not
+hinge on the schedule alone.
 
 Problems (the settings both codes share):
 
@@ -24,7 +30,7 @@ DeepXDE is not a dependency of ddpinn; install it into the environment that runs
 benchmark only:
 
     pip install deepxde                       # then, with DDE_BACKEND=pytorch set for you:
-    python bench/deepxde_compare.py --budget 600
+    python bench/deepxde_compare.py --budget 1200 --eval-every 5
     python bench/deepxde_compare.py --budget 20 --eval-every 2 --no-write     # quick check
 
 Writes BENCHMARKS.md section "Time to accuracy vs DeepXDE (DEVICE)" and

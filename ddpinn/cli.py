@@ -139,8 +139,9 @@ def cmd_run(args) -> int:
         t_problem = time.perf_counter() - t_problem
         error = None
         try:
-            device = choose_device(cfg.parallel.device, comm)
+            # First: a node collective that every rank reaches (choose_device may raise).
             threads = set_threads(cfg.parallel.threads, comm)
+            device = choose_device(cfg.parallel.device, comm)
             solver = Solver(problem, comm, device)
             run_dir = Path(cfg.output.dir)
             state, resume = _resume_state(args.resume, run_dir)

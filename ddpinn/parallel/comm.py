@@ -44,6 +44,9 @@ class SerialComm:
     def allgather(self, obj):
         return [obj]
 
+    def node_allgather(self, obj):
+        return [obj]
+
     def barrier(self) -> None:
         pass
 
@@ -114,6 +117,10 @@ class Comm(SerialComm):
 
     def allgather(self, obj):
         return self.mpi.allgather(obj)
+
+    def node_allgather(self, obj):
+        """Collective over this node's ranks: their objects, in node-local rank order."""
+        return self.node.allgather(obj)
 
     def barrier(self) -> None:
         self.mpi.Barrier()

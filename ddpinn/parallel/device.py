@@ -22,12 +22,27 @@ def choose_device(requested: str, comm) -> torch.device:
     return torch.device("cpu")
 
 
+def threads_for(masks: list, me: int) -> int:
+    """Threads for node-local rank ``me`` from every local rank's CPU affinity mask.
+
+    The cores this rank may run on are shared evenly with the local ranks whose masks
+    overlap them: all ranks when nothing is bound (``mpiexec`` without binding), none when
+    the launcher gave each rank its own cores (``srun --cpu-bind=cores``,
+    ``--cpus-per-task``). At least one.
+    """
+    mine = set(masks[me])
+    sharing = sum(1 for m in masks if mine & set(m)) or 1
+    return max(1, len(mine) // sharing)
+
+
 def set_threads(requested: int, comm) -> int:
-    """Set torch's intra-op threads: ``requested``, or the node's cores shared evenly
-    among the ranks on the node (at least one)."""
-    n = requested
-    if n <= 0:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        n = max(1, (cores or 1) // max(1, comm.local_size))
+    """Collective over the node. Set torch's intra-op threads: ``requested``, or this
+    rank's share of the cores it may run on (:func:`threads_for`)."""
+    if hasattr(os, "sched_getaffinity"):
+        mask = sorted(os.sched_getaffinity(0))
+    else:
+        mask = list(range(os.cpu_count() or 1))
+    masks = comm.node_allgather(mask)  # every local rank takes part, whatever it requested
+    n = requested if requested > 0 else threads_for(masks, comm.local_rank)
     torch.set_num_threads(n)
     return n
