@@ -121,8 +121,13 @@ class Trace:
         spent = self.clock.spent()
         if spent or self.clock.due():
             self.evaluate(predict, iteration, stage)
-            return spent or self.rows[-1]["error"] <= self.stop_at
+            return spent or self.reached
         return False
+
+    @property
+    def reached(self) -> bool:
+        """The last recorded error is at or below ``stop_at``."""
+        return bool(self.rows) and self.rows[-1]["error"] <= self.stop_at
 
 
 # -- ddpinn side --------------------------------------------------------------------------
@@ -264,8 +269,7 @@ def run_deepxde(name, adam_steps, budget, every, grid_file, device, out_file, lb
     model.compile("adam", lr=p["lr"], decay=decay, loss_weights=weights, verbose=0)
     trace = Trace(Clock(budget, every, clock), grid, p["components"], stop_at)
     model.train(iterations=adam_steps, display_every=1000, callbacks=[Tracker()], verbose=0)
-    done = trace.rows and trace.rows[-1]["error"] <= stop_at
-    if not (trace.clock.spent() or done):
+    if not (trace.clock.spent() or trace.reached):
         state["stage"] = "lbfgs"
         dde.optimizers.set_LBFGS_options(maxiter=100000000)
         # Return to the callback every few iterations, so the budget and the error are checked.

@@ -73,21 +73,17 @@ def gather_sids(state: dict, sids) -> dict:
     if missing:
         raise CheckpointError(f"the checkpoint has no state for subdomains {missing[:8]}")
     blocks = state["blocks"]
-    names = [n for n in blocks[0] if n != "sids"] if blocks else []
-    # Consecutive sids from the same block come out as one slice or index_select.
-    out = {n: [] for n in names}
-    runs = []
-    for s in sids:
-        b, row = where[s]
-        if runs and runs[-1][0] == b:
-            runs[-1][1].append(row)
-        else:
-            runs.append((b, [row]))
-    for b, rows in runs:
-        idx = torch.as_tensor(rows, dtype=torch.long)
-        for n in names:
-            out[n].append(blocks[b][n].index_select(0, idx))
-    return {n: torch.cat(parts) if len(parts) > 1 else parts[0] for n, parts in out.items()}
+    first = blocks[0] if blocks else {}
+    out = {n: t.new_empty((len(sids), *t.shape[1:])) for n, t in first.items() if n != "sids"}
+    # One index_select per block and name, placed at the requested positions.
+    for b, block in enumerate(blocks):
+        pos = [i for i, s in enumerate(sids) if where[s][0] == b]
+        if not pos:
+            continue
+        rows = torch.as_tensor([where[sids[i]][1] for i in pos], dtype=torch.long)
+        for n, t in out.items():
+            t[pos] = block[n].index_select(0, rows)
+    return out
 
 
 def record(state: dict, sid: int) -> dict:
