@@ -59,6 +59,8 @@ class NetworkSection:
     fourier_scale: float = 1.0
     periodic_harmonics: int = 2
     derivatives: str = "taylor"
+    # experts of the first time slab meet the initial data exactly (g + (t - t0) / tau * N)
+    hard_initial: bool = False
 
 
 @dataclass
@@ -337,6 +339,9 @@ def validate(cfg: Config) -> None:
 def _validate_causal(cfg: Config) -> None:
     """Causal weights need a time axis; epsilon becomes a non-empty list of numbers >= 0."""
     c = cfg.causal
+    if cfg.network.hard_initial and not cfg.has_time:
+        raise ConfigError("field 'network.hard_initial' = true needs a time axis: set field "
+                          "'domain.time' or leave network.hard_initial = false")
     if c.chunks and not cfg.has_time:
         raise ConfigError(f"field 'causal.chunks' = {c.chunks!r} needs a time axis: set field "
                           f"'domain.time' or leave causal.chunks = 0")

@@ -51,6 +51,7 @@ class BatchedMLP(nn.Module):
                  dtype=torch.float64):
         super().__init__()
         self.sids = [int(s) for s in sids]
+        self.output_transform = None  # a map of the outputs, e.g. a hard initial condition
         lower = torch.as_tensor(np.asarray(lower, float), dtype=dtype)
         upper = torch.as_tensor(np.asarray(upper, float), dtype=dtype)
         dim = lower.shape[-1]
@@ -114,7 +115,13 @@ class BatchedMLP(nn.Module):
         return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (E, N, dim) -> outputs (E, N, out_dim)."""
+        """x: (E, N, dim) -> outputs (E, N, out_dim), constrained by ``output_transform``
+        when one is set (:class:`~ddpinn.nn.constraints.InitialConstraint`)."""
+        h = self.network(x)
+        return h if self.output_transform is None else self.output_transform.apply(x, h)
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        """The networks alone: x (E, N, dim) -> (E, N, out_dim)."""
         h = self.encode(x)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):

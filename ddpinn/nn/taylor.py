@@ -50,6 +50,7 @@ import math
 import torch
 from torch import nn
 
+from ddpinn.nn.constraints import ConstrainedFields
 from ddpinn.nn.derivatives import Fields, _grad
 from ddpinn.nn.experts import ACTIVATIONS, BatchedMLP
 
@@ -129,7 +130,9 @@ def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = 
         raise ValueError(f"unknown derivative engine {engine!r}; choose one of: "
                          f"{', '.join(ENGINES)}")
     if engine == "taylor" and supports_taylor(model):
-        return TaylorFields(model, x, axes, outputs)
+        fields = TaylorFields(model, x, axes, outputs)
+        transform = getattr(model, "output_transform", None)
+        return fields if transform is None else ConstrainedFields(fields, transform, x)
     return Fields(x, model(x), axes, outputs)
 
 

@@ -18,6 +18,7 @@ from ddpinn.decomposition import owned_sids, partition
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import ConditionSet, needed_quantities
 from ddpinn.nn import BatchedMLP
+from ddpinn.nn.constraints import initial_constraint
 from ddpinn.nn.taylor import make_fields
 from ddpinn.parallel.backends import make_backend
 from ddpinn.parallel.reduce import reproducible_sum
@@ -30,17 +31,22 @@ from ddpinn.training.resampling import r3_points
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def make_experts(problem, sids, dtype=torch.float64) -> BatchedMLP:
+def make_experts(problem, sids, dtype=torch.float64, device=torch.device("cpu")) -> BatchedMLP:
     """The batched experts of subdomains ``sids`` as the case's network section asks."""
     decomp, net = problem.decomposition, problem.cfg.network
     boxes = [decomp.subdomains[s].box for s in sids]
     box = decomp.box
     periods = [box.width[a] if decomp.periodic[a] else None for a in range(box.dim)]
-    return BatchedMLP(
+    model = BatchedMLP(
         sids, [b.lower for b in boxes], [b.upper for b in boxes], problem.pde.n_out,
         width=net.width, depth=net.depth, activation=net.activation, periods=periods,
         harmonics=net.periodic_harmonics, fourier_features=net.fourier_features,
         fourier_scale=net.fourier_scale, seed=problem.cfg.case.seed, dtype=dtype)
+    if net.hard_initial:
+        model.output_transform = initial_constraint(
+            problem.pde, problem.pde.params, boxes, problem.time_axis,
+            problem.cfg.domain.time[0], dtype, device)
+    return model
 
 
 class Solver:
@@ -66,7 +72,7 @@ class Solver:
         self.owner = partition(self.decomposition.grid, self.layout.groups)  # sid -> group
         self.sids = owned_sids(self.owner, self.layout.group)
         t1 = time.perf_counter()
-        self.model = make_experts(problem, self.sids, self.dtype).to(device)
+        self.model = make_experts(problem, self.sids, self.dtype, device).to(device)
         self.setup_seconds.update(partition=t1 - t0, experts=time.perf_counter() - t1)
         # Unknown coefficients of inverse problems: replicated on every rank.
         self.shared = nn.ParameterDict({

@@ -250,3 +250,23 @@ def test_flux_shape(name, d):
     u = torch.sin(x.sum(-1, keepdim=True) + torch.arange(pde.n_out, dtype=x.dtype))
     flux = pde.flux(Fields(x, u, pde.axes, pde.outputs), pde.params)
     assert flux.shape == (2, 64, pde.n_out, len(pde.axes))
+
+
+@pytest.mark.parametrize("name", ["kovasznay", "beltrami"])
+def test_pressure_poisson_residual(name):
+    """``ppe`` > 0 adds the pressure Poisson equation as a last residual: zero on the exact
+    flow, non-zero once the pressure alone is perturbed (momentum and continuity aside)."""
+    d = PDES[name].space_dims[0]
+    plain, ppe = PDES[name](d), PDES[name](d, {"ppe": 2.0})
+    x = points(type(plain), d)
+    u = plain.exact(x, plain.params)
+    r0 = plain.residual(Fields(x, u, plain.axes, plain.outputs), plain.params)
+    r1 = ppe.residual(Fields(x, u, ppe.axes, ppe.outputs), ppe.params)
+    assert r1.shape[-1] == r0.shape[-1] + 1
+    assert torch.equal(r1[..., :-1], r0)
+    assert float(r1[..., -1].detach().abs().max()) < 1e-8 * 100
+    bump = torch.zeros_like(u)
+    bump[..., d] = 0.1 * torch.sin(2 * x[..., 0]) * torch.cos(x[..., 1])
+    r2 = ppe.residual(Fields(x, u + bump, ppe.axes, ppe.outputs), ppe.params)
+    lap = -1.0 * torch.sin(2 * x[..., 0]) * torch.cos(x[..., 1])  # ppe * Laplace(bump)
+    assert torch.allclose(r2[..., -1], lap, atol=1e-8)
