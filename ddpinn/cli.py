@@ -140,7 +140,7 @@ def cmd_run(args) -> int:
         error = None
         try:
             # First: a node collective that every rank reaches (choose_device may raise).
-            threads = set_threads(cfg.parallel.threads, comm)
+            threads = set_threads(cfg.parallel.threads, comm, cfg.parallel.wait)
             device = choose_device(cfg.parallel.device, comm)
             solver = Solver(problem, comm, device)
             run_dir = Path(cfg.output.dir)

@@ -127,6 +127,7 @@ class ParallelSection:
     threads: int = 0
     device: str = "cpu"
     replicas: int = 1  # ranks sharing one block of experts, each with a share of the points
+    wait: str = "auto"  # how a rank waits for messages: auto, spin, yield (see set_threads)
 
 
 @dataclass
@@ -170,6 +171,7 @@ DEFAULT_LR = {"adam": 1e-3, "lbfgs": 1.0}
 SCHEDULES = ("constant", "exponential", "cosine")
 ACTIVATIONS = ("tanh", "sin", "gelu", "silu")
 BACKENDS = ("mpi4py", "torch", "horovod", "auto")
+WAITS = ("auto", "spin", "yield")
 DEVICES = ("cpu", "cuda", "auto")
 # Point updates every points.resample_every steps (see ddpinn.training.resampling).
 RESAMPLERS = ("uniform", "r3")
@@ -312,6 +314,7 @@ def validate(cfg: Config) -> None:
     check_choice("network.derivatives", cfg.network.derivatives, ("taylor", "autograd"))
     check_choice("parallel.backend", cfg.parallel.backend, BACKENDS)
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
+    check_choice("parallel.wait", cfg.parallel.wait, WAITS)
     for i, st in enumerate(cfg.stages):
         check_choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
     check_choice("points.resample", cfg.points.resample, RESAMPLERS)

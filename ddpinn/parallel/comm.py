@@ -6,6 +6,7 @@ as an argument; nothing creates ``COMM_WORLD`` at import time.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ class SerialComm:
     size = 1
     local_rank = 0
     local_size = 1
+    yield_waits = False  # give the core away while waiting for messages (set_threads)
 
     @property
     def times(self) -> StepTimes:
@@ -90,13 +92,27 @@ class Comm(SerialComm):
 
     _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
 
+    #: Seconds between tests of a yielding wait: short against a step (milliseconds), long
+    #: enough for the scheduler to run the rank this one waits for.
+    YIELD_SLEEP = 50e-6
+
+    def _complete(self, requests: list) -> None:
+        """Wait for ``requests``: MPI's busy wait, or tests with the core given away between
+        them when ``yield_waits`` (ranks outnumber cores; see ``set_threads``)."""
+        if not self.yield_waits:
+            self._MPI.Request.Waitall(requests)
+            return
+        while not self._MPI.Request.Testall(requests):
+            time.sleep(self.YIELD_SLEEP)
+
     def allreduce(self, value, op: str = "sum"):
         """Collective. Reduce a Python scalar or numpy array across all ranks."""
         mpi_op = getattr(self._MPI, self._OPS[op])
         with self.times.measure("allreduce"):
             if isinstance(value, np.ndarray):
                 out = np.empty_like(value)
-                self.mpi.Allreduce(np.ascontiguousarray(value), out, op=mpi_op)
+                self._complete([self.mpi.Iallreduce(np.ascontiguousarray(value), out,
+                                                    op=mpi_op)])
                 return out
             return self.mpi.allreduce(value, op=mpi_op)
 
@@ -104,7 +120,8 @@ class Comm(SerialComm):
         """Collective. In-place sum of a tensor across ranks (via host memory)."""
         host = tensor.detach().to("cpu").contiguous()
         with self.times.measure("allreduce"):
-            self.mpi.Allreduce(self._MPI.IN_PLACE, host.numpy(), op=self._MPI.SUM)
+            self._complete([self.mpi.Iallreduce(self._MPI.IN_PLACE, host.numpy(),
+                                                op=self._MPI.SUM)])
         if host.data_ptr() != tensor.data_ptr():
             tensor.copy_(host)
         return tensor
@@ -150,13 +167,15 @@ class Comm(SerialComm):
         """Complete a posted exchange; returns dict rank -> Tensor (1D, CPU)."""
         reqs, recv, _ = handle
         with self.times.measure("exchange"):
-            self._MPI.Request.Waitall(reqs)
+            self._complete(reqs)
         return {r: torch.from_numpy(buf) for r, buf in recv.items()}
 
     def split(self, color: int, key: int) -> "Comm":
         """Collective. Sub-communicator of the ranks with the same ``color`` (``Comm.Split``),
         ranked by ``key``."""
-        return Comm(self.mpi.Split(color, key))
+        sub = Comm(self.mpi.Split(color, key))
+        sub.yield_waits = self.yield_waits
+        return sub
 
     def abort(self, code: int = 1) -> None:
         self.mpi.Abort(code)

@@ -31,13 +31,28 @@ def threads_for(masks: list, me: int) -> int:
     ``--cpus-per-task``). At least one.
     """
     mine = set(masks[me])
-    sharing = sum(1 for m in masks if mine & set(m)) or 1
-    return max(1, len(mine) // sharing)
+    return max(1, len(mine) // ranks_sharing(masks, me))
 
 
-def set_threads(requested: int, comm) -> int:
+def ranks_sharing(masks: list, me: int) -> int:
+    """Node-local ranks (this one included) whose CPU masks overlap rank ``me``'s."""
+    mine = set(masks[me])
+    return sum(1 for m in masks if mine & set(m)) or 1
+
+
+def oversubscribed(masks: list, me: int) -> bool:
+    """More local ranks share this rank's cores than there are cores."""
+    return ranks_sharing(masks, me) > len(set(masks[me]))
+
+
+def set_threads(requested: int, comm, wait: str = "auto") -> int:
     """Collective over the node. Set torch's intra-op threads: ``requested``, or this
-    rank's share of the cores it may run on (:func:`threads_for`)."""
+    rank's share of the cores it may run on (:func:`threads_for`).
+
+    Also how this rank waits for messages (``wait``): "spin" (MPI's busy polling, the
+    lowest latency), "yield" (test, then give the core away between tests), or "auto":
+    yield where the node's ranks outnumber their cores, since a spinning rank there takes
+    the core from the rank it is waiting for."""
     if hasattr(os, "sched_getaffinity"):
         mask = sorted(os.sched_getaffinity(0))
     else:
@@ -45,4 +60,6 @@ def set_threads(requested: int, comm) -> int:
     masks = comm.node_allgather(mask)  # every local rank takes part, whatever it requested
     n = requested if requested > 0 else threads_for(masks, comm.local_rank)
     torch.set_num_threads(n)
+    comm.yield_waits = wait == "yield" or (wait == "auto"
+                                           and oversubscribed(masks, comm.local_rank))
     return n

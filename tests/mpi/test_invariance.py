@@ -26,10 +26,11 @@ def _max_rel(a: dict, b: dict, steps) -> float:
     return float(np.max(np.abs(x - y) / np.abs(x)))
 
 
-@pytest.mark.parametrize("ranks", [2, 4])
-def test_same_loss_trajectory_on_any_rank_count(reference_run, tmp_path, ranks):
+@pytest.mark.parametrize("ranks,wait", [(2, "auto"), (4, "auto"), (2, "yield"), (4, "spin")])
+def test_same_loss_trajectory_on_any_rank_count(reference_run, tmp_path, ranks, wait):
+    """Whatever the rank count, and whether waiting ranks spin or yield their core."""
     out = tmp_path / "run"
-    proc, _ = run_case(ranks, CASE, out)
+    proc, _ = run_case(ranks, CASE, out, f"parallel.wait={wait}")
     check(proc)
     ref, got = losses(reference_run), losses(out)
     assert sorted(got) == list(range(200)) == sorted(ref)

@@ -35,3 +35,22 @@ def test_set_threads_serial():
         assert set_threads(1, SerialComm()) == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_waiting_policy():
+    from ddpinn.parallel.device import oversubscribed
+
+    assert oversubscribed([[0, 1]] * 4, 0)  # 4 ranks on 2 cores: waiting ranks yield
+    assert not oversubscribed([[0, 1]] * 2, 1)  # a core each: spin
+    assert not oversubscribed([[r] for r in range(4)], 2)  # bound, one core each
+    comm = SerialComm()
+    before = torch.get_num_threads()
+    try:
+        set_threads(1, comm, "yield")
+        assert comm.yield_waits
+        set_threads(1, comm, "spin")
+        assert not comm.yield_waits
+        set_threads(1, comm, "auto")  # one process: never more ranks than cores
+        assert not comm.yield_waits
+    finally:
+        torch.set_num_threads(before)
