@@ -195,6 +195,8 @@ def _interface_sides(decomp, sids, n_if, seed, epoch, first_row, x, replica=0,
     ends = local[decomp.interface_sids]  # (I, 2): local expert of each side, or -1
     iids = np.flatnonzero((ends >= 0).any(axis=1))
     itfs = [decomp.interfaces[i] for i in iids.tolist()]
+    if not itfs:  # one subdomain (periodic axes of one cell are built into the experts)
+        return [], share_size(n_if, replica, replicas)
     face_lo = np.array([i.face_box.lower for i in itfs], float).reshape(len(itfs), -1)
     face_w = np.array([i.face_box.upper for i in itfs], float).reshape(len(itfs), -1) - face_lo
     pts = face_lo[:, None] + _uniform([(seed, TAG_INTERFACE, epoch, *i.seed_key())

@@ -4,6 +4,7 @@ rank; a simulated two-rank exchange that agrees on the buffer layout)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -354,3 +355,20 @@ def test_serial_comm_refuses_remote_exchange():
     assert plan.remote and plan.neighbour_ranks == [1]
     with pytest.raises(RuntimeError):
         exchange.post(plan, SerialComm(), mine)
+
+
+def test_one_subdomain_has_no_interfaces():
+    """A single subdomain (here periodic in space: the experts carry the periodicity) draws
+    interior and initial points, no interface rows, and its loss evaluates."""
+    from ddpinn.io.config import load
+    from ddpinn.problem import build_problem
+    from ddpinn.training.solver import Solver
+
+    case = Path(__file__).resolve().parents[2] / "cases" / "tgv3d_re100.toml"
+    cfg = load(case, ["decomposition.grid=[1, 1, 1, 1]", "points.interior=30",
+                      "points.boundary=10", "network.width=8", "network.depth=2"])
+    solver = Solver(build_problem(cfg), SerialComm())
+    assert solver.batch.sides == [] and solver.plan.n_sides == 0
+    assert solver.batch.x.shape == (1, 40, 4)
+    loss, metrics = solver.closure()
+    assert math.isfinite(loss) and loss > 0 and metrics["boundary"] > 0
