@@ -42,6 +42,7 @@ class Condition:
     fn: Callable
     doc: str
     symmetric: bool = True
+    candidate: bool = True  # in METALIC's default candidate list (its nine conditions)
 
 
 CONDITIONS: dict = {}
@@ -50,11 +51,11 @@ CONDITIONS: dict = {}
 DEFAULT_CONDITIONS = ("average_solution", "residual_continuity")
 
 
-def condition(name: str, needs, symmetric: bool = True):
+def condition(name: str, needs, symmetric: bool = True, candidate: bool = True):
     """Register ``fn(mine, other) -> (S,)`` as interface condition ``name``."""
     def deco(fn):
         CONDITIONS[name] = Condition(name, tuple(needs), fn, (fn.__doc__ or "").strip(),
-                                     symmetric)
+                                     symmetric, candidate)
         return fn
     return deco
 
@@ -116,6 +117,18 @@ def tangential_second_derivative_continuity(mine, other):
 def residual_gradient(mine, other):
     """Gradient of this side's residual vanishes on the interface  (gPINN)."""
     return _mean_sq(mine["gres"])
+
+
+@condition("upwind_solution", needs=("u",), symmetric=False, candidate=False)
+def upwind_solution(mine, other):
+    """u_mine = u_other on the downstream (upper) side only; the upstream side is free.
+
+    On a time interface the later slab takes the earlier slab's values as its initial
+    condition and never pulls them back toward its own: information flows forward in time,
+    as in time marching. Meant for time interfaces (``{time = ["upwind_solution"]}``).
+    """
+    down = mine["downstream"].to(mine["u"].dtype)
+    return _mean_sq(mine["u"] - other["u"]) * down
 
 
 def get_condition(name: str, where: str = "interface.conditions") -> Condition:

@@ -43,6 +43,10 @@ class InterfacePlan:
         self.axis = torch.as_tensor(axis, dtype=torch.long, device=device)
         self.expert = torch.as_tensor(expert, dtype=torch.long, device=device)
         self.kind = [itf.kind for _, _, itf in sides]
+        # 1.0 where this side is the upper one of its interface (later in time for a time
+        # interface): the side an upwind condition constrains.
+        self.downstream = torch.tensor([float(sids[e] == itf.upper) for e, _, itf in sides],
+                                       dtype=torch.float64, device=device)
         # 1.0 for the sides of each interface class, for per-class metrics.
         self.kind_mask = {k: torch.tensor([kind == k for kind in self.kind], dtype=torch.float64,
                                           device=device) for k in ("space", "time")}
@@ -160,6 +164,11 @@ def complete(plan, comm, values: dict, handle) -> dict:
     return other
 
 
-def condition_losses(names, mine: dict, other: dict) -> dict:
-    """Per-side penalty of each active condition: {name: (S,)}."""
+def condition_losses(names, mine: dict, other: dict, plan=None) -> dict:
+    """Per-side penalty of each active condition: {name: (S,)}.
+
+    With ``plan``, ``mine["downstream"]`` (S,) marks the sides on the upper side of their
+    interface (local information, never exchanged), for the upwind conditions."""
+    if plan is not None:
+        mine = {**mine, "downstream": plan.downstream}
     return {n: CONDITIONS[n].fn(mine, other) for n in names}

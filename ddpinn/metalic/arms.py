@@ -42,7 +42,8 @@ class ArmSpace:
     """
 
     def __init__(self, candidates=None, arms=None, max_size=None, kinds=None):
-        candidates = list(CONDITIONS) if candidates is None else list(candidates)
+        candidates = [n for n, c in CONDITIONS.items() if c.candidate] if candidates is None \
+            else list(candidates)
         if not candidates:
             raise ArmError("field 'arms.candidates' is empty; name at least one condition")
         for c in candidates:

@@ -83,7 +83,8 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     metrics = {"residual": per_res.detach(), "boundary": per_bc.detach(),
                "data": per_data.detach()}
     objective = per_expert.detach()
-    penalties = exchange.condition_losses(conditions.names, mine, other) if plan.n_sides else {}
+    penalties = exchange.condition_losses(conditions.names, mine, other, plan) \
+        if plan.n_sides else {}
     for n, v in penalties.items():
         kinds = conditions.kinds(n)
         if len(kinds) == 1:  # a condition of one interface kind only (e.g. time interfaces)

@@ -18,6 +18,7 @@ def random_sides(seed, zero_residuals=False):
     if zero_residuals:
         for q in RESIDUAL_TYPE:
             out[q] = torch.zeros_like(out[q])
+    out["downstream"] = torch.ones(S, dtype=torch.float64)  # local context, not a quantity
     return out
 
 
@@ -57,7 +58,7 @@ def test_condition_only_reads_what_it_needs(name):
     cond = CONDITIONS[name]
     mine, other = random_sides(3), random_sides(4)
     base = cond.fn(mine, other)
-    only = {q: v for q, v in mine.items() if q in cond.needs}
+    only = {q: v for q, v in mine.items() if q in cond.needs or q == "downstream"}
     only_other = {q: v for q, v in other.items() if q in cond.needs}
     torch.testing.assert_close(cond.fn(only, only_other), base, rtol=0, atol=0)
 
@@ -69,7 +70,7 @@ def test_condition_is_per_side(name):
     mine, other = random_sides(5), random_sides(6)
     base = cond.fn(mine, other)
     changed = {q: v.clone() for q, v in mine.items()}
-    for q in changed:
+    for q in QUANTITIES:
         changed[q][1] += 3.0
     new = cond.fn(changed, other)
     assert new[0] == base[0] and new[2] == base[2]
@@ -79,7 +80,7 @@ def test_condition_is_per_side(name):
 @pytest.mark.parametrize("name", sorted(CONDITIONS))
 def test_condition_is_differentiable_in_mine(name):
     cond = CONDITIONS[name]
-    mine = {q: v.requires_grad_(True) for q, v in random_sides(7).items()}
+    mine = {q: v.requires_grad_(q != "downstream") for q, v in random_sides(7).items()}
     other = random_sides(8)
     cond.fn(mine, other).sum().backward()
     used = [q for q in cond.needs if mine[q].grad is not None and mine[q].grad.abs().sum() > 0]
@@ -135,3 +136,13 @@ def test_unknown_condition_is_rejected(call):
     assert "'bogus_condition'" in msg and "interface.conditions" in msg
     for name in CONDITIONS:
         assert name in msg
+
+
+def test_upwind_solution_constrains_the_downstream_side_only():
+    mine, other = random_sides(11), random_sides(12)
+    mine["downstream"] = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    value = CONDITIONS["upwind_solution"].fn(mine, other)
+    full = (mine["u"] - other["u"]).pow(2).sum(-1).mean(-1)
+    torch.testing.assert_close(value, full * mine["downstream"], rtol=0, atol=0)
+    assert value[1] == 0 and value[0] > 0 and value[2] > 0
+    assert not CONDITIONS["upwind_solution"].symmetric

@@ -21,7 +21,7 @@ from ddpinn.metalic.model import OnDims, RewardModel, make_kernel  # noqa: E402
 # -- arms and contexts ----------------------------------------------------------------------
 def test_masks_encode_condition_sets_in_candidate_order():
     arms = ArmSpace()  # every registered condition: METALIC's 9-bit masks
-    assert len(arms.candidates) == len(CONDITIONS) == 9
+    assert len(arms.candidates) == sum(c.candidate for c in CONDITIONS.values()) == 9
     assert len(arms) == 2 ** 9 - 1
     a = arms.index(["residual_continuity", "average_solution"])
     assert arms.masks[a] == "010100000"
