@@ -1,14 +1,16 @@
 """Hard initial conditions: experts on the first time slab meet the initial data exactly.
 
-For an expert whose box starts at the initial time t0, every output k with initial data g_k is
+Every output k with initial data g_k is
 
-    u_k(x, t) = g_k(x) + s(t) N_k(x, t),    s(t) = (t - t0) / tau
+    u_k(x, t) = g_k(x) + s(t) N_k(x, t)
 
-with N the network and tau the slab's length in time, so u_k(x, t0) = g_k(x) whatever the
+with N the network: on an expert whose box starts at the initial time t0,
+s(t) = (t - t0) / tau with tau the slab's length in time, so u_k(x, t0) = g_k(x) whatever the
 weights (Lagaris et al. 1998; Lu et al., "Physics-informed neural networks with hard
-constraints for inverse design", 2021). Other experts, and outputs without initial data (the
-pressure), are the network itself. The initial-condition term then no longer competes with
-the residual.
+constraints for inverse design", 2021); on the later slabs s = 1, so their networks, like
+the first slab's, learn the change from the initial field rather than the whole field.
+Outputs without initial data (the pressure) are the network itself. The initial-condition
+term then no longer competes with the residual.
 
 :class:`InitialConstraint` is applied by :meth:`BatchedMLP.forward` (so the autograd engine,
 evaluation and diagnostics see the constrained outputs) and by :class:`ConstrainedFields`,
@@ -27,8 +29,8 @@ class InitialConstraint:
 
     Parameters
     ----------
-    data : callable, x (E, N, d) -> Tensor (E, N, m), the initial data at x (read at the
-        space coordinates of x; its time column is ignored by the PDEs' initial data)
+    data : callable, x (E, N, d) -> Tensor (E, N, m), the initial data at the space
+        coordinates of x (at t0, whatever x's time)
     outputs : list of bool, length m, which outputs have initial data
     time_axis : int, column of t in x
     t0 : float, the initial time
@@ -58,9 +60,9 @@ class InitialConstraint:
         return 1.0 + self.first * ((t - self.t0) * self.slope - 1.0)
 
     def masked_data(self, x: torch.Tensor) -> torch.Tensor:
-        """g on first-slab experts and constrained outputs, 0 elsewhere: (E, N, m)."""
+        """g on the constrained outputs, 0 on the others: (E, N, m)."""
         g = self.data(x)
-        return g * (self.first[..., None] * self.column.to(g.dtype))
+        return g * self.column.to(g.dtype)
 
     def apply(self, x: torch.Tensor, net: torch.Tensor) -> torch.Tensor:
         """Constrained outputs (E, N, m) from the networks' outputs ``net`` (E, N, m)."""
@@ -84,7 +86,12 @@ def initial_constraint(pde, params, boxes, time_axis: int, t0: float, dtype, dev
                          f"'network.hard_initial' needs some")
 
     def data(x):
-        return pde.boundary_data(x, time_axis, 0, params)[0]
+        # The data at (x, t0), never at x's own time: a PDE's initial data may be its exact
+        # solution, which must not leak into later times.
+        at_t0 = torch.cat([x[..., :time_axis], torch.full_like(x[..., time_axis:time_axis + 1],
+                                                               t0), x[..., time_axis + 1:]],
+                          dim=-1)
+        return pde.boundary_data(at_t0, time_axis, 0, params)[0]
 
     return InitialConstraint(data, mask, time_axis, t0, first, tau).to(device, dtype)
 
