@@ -1,16 +1,14 @@
 """Hard initial conditions: experts on the first time slab meet the initial data exactly.
 
-Every output k with initial data g_k is
+For an expert whose box starts at the initial time t0, every output k with initial data g_k is
 
-    u_k(x, t) = g_k(x) + s(t) N_k(x, t)
+    u_k(x, t) = g_k(x) + s(t) N_k(x, t),    s(t) = (t - t0) / tau
 
-with N the network: on an expert whose box starts at the initial time t0,
-s(t) = (t - t0) / tau with tau the slab's length in time, so u_k(x, t0) = g_k(x) whatever the
+with N the network and tau the slab's length in time, so u_k(x, t0) = g_k(x) whatever the
 weights (Lagaris et al. 1998; Lu et al., "Physics-informed neural networks with hard
-constraints for inverse design", 2021); on the later slabs s = 1, so their networks, like
-the first slab's, learn the change from the initial field rather than the whole field.
-Outputs without initial data (the pressure) are the network itself. The initial-condition
-term then no longer competes with the residual.
+constraints for inverse design", 2021). Other experts, and outputs without initial data (the
+pressure), are the network itself. The initial-condition term then no longer competes with
+the residual.
 
 :class:`InitialConstraint` is applied by :meth:`BatchedMLP.forward` (so the autograd engine,
 evaluation and diagnostics see the constrained outputs) and by :class:`ConstrainedFields`,
@@ -60,9 +58,9 @@ class InitialConstraint:
         return 1.0 + self.first * ((t - self.t0) * self.slope - 1.0)
 
     def masked_data(self, x: torch.Tensor) -> torch.Tensor:
-        """g on the constrained outputs, 0 on the others: (E, N, m)."""
+        """g on first-slab experts and constrained outputs, 0 elsewhere: (E, N, m)."""
         g = self.data(x)
-        return g * self.column.to(g.dtype)
+        return g * (self.first[..., None] * self.column.to(g.dtype))
 
     def apply(self, x: torch.Tensor, net: torch.Tensor) -> torch.Tensor:
         """Constrained outputs (E, N, m) from the networks' outputs ``net`` (E, N, m)."""
