@@ -106,6 +106,8 @@ class StageSection:
     max_evals: int = 25
     # interface conditions of this stage (default: the case's): a list or {space, time}
     conditions: Optional[Union[list, dict]] = None
+    causal: bool = True  # causal weights in this stage (when [causal] chunks > 0)
+    resample: bool = True  # points change in this stage (points.resample_every > 0)
 
 
 @dataclass

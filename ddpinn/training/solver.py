@@ -83,6 +83,7 @@ class Solver:
         self.causal = CausalWeights(
             cfg.causal, cfg.domain.time, problem.time_axis, comm,
             self.decomposition.n_subdomains) if cfg.causal.chunks else None
+        self.use_causal = True  # the stage's switch (StageSection.causal)
         self.epoch = -1
         self.resample(0)
 
@@ -154,7 +155,7 @@ class Solver:
     def begin_step(self) -> bool:
         """Start of an optimizer step: causal weights are taken anew at its first evaluation.
         Returns True when the objective may change from the last step's (causal weights)."""
-        if self.causal is None:
+        if self.causal is None or not self.use_causal:
             return False
         self.causal.begin_step()
         return True
@@ -213,7 +214,7 @@ class Solver:
         terms = local_loss(self.model, self.pde, {**self.pde.params, **leaves}, self.batch,
                            self.plan, self.layout.peer_comm, self.conditions,
                            self.problem.condition_weights, self.cfg.loss, self.quantities,
-                           derivatives=self.cfg.network.derivatives, causal=self.causal)
+                           derivatives=self.cfg.network.derivatives, causal=self.causal if self.use_causal else None)
         terms.total.backward()
         if self.layout.replicas > 1:
             self._sum_expert_grads_over_group()
@@ -234,8 +235,9 @@ class Solver:
             metrics[f"mismatch_{kind}"] = metrics[f"mismatch_{kind}"] / n if n else 0.0
         for n, p in self.shared.items():
             metrics[f"param_{n}"] = float(p.detach())
-        if self.causal is not None:
-            metrics["causal_weight_min"] = float(self.causal.weights.min())
+        if self.causal is not None:  # 1.0: uniform weights (a stage without them)
+            metrics["causal_weight_min"] = float(self.causal.weights.min()) \
+                if self.use_causal else 1.0
             metrics["causal_epsilon"] = self.causal.epsilon
         return metrics["loss"], metrics
 

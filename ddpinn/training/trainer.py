@@ -271,8 +271,10 @@ class Trainer:
             if self.optimizer is None:
                 self.optimizer = self._make_optimizer(stage)
             opt = self.optimizer
+            self.solver.use_causal = stage.causal
             while self.stage_step < stage.steps:
-                self._maybe_resample()
+                if stage.resample:
+                    self._maybe_resample()
                 self.comm.times.reset()
                 t_step = time.perf_counter()
                 # New causal weights are a new objective: L-BFGS must not reuse the loss and

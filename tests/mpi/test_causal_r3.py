@@ -90,3 +90,26 @@ def test_checkpoint_from_4_ranks_resumes_on_2(reference_run, four_rank_run, tmp_
     ref, got = rows(reference_run), rows(resumed)
     assert sorted(got) == list(range(step, STEPS))
     assert_same(ref, got, range(step, STEPS))
+
+
+def test_a_stage_may_switch_causal_weights_and_resampling_off(reference_run, tmp_path):
+    """``stages.K.causal = false`` and ``stages.K.resample = false``: the L-BFGS stage trains
+    the plain objective on fixed points (its rows report uniform weights, and its final
+    points are those of step 45, before the R3 update that would come at step 45)."""
+    off = tmp_path / "off"
+    proc, _ = run_case(2, CASE, off, "stages.1.causal=false", "stages.1.resample=false",
+                       "output.checkpoint_every=60")
+    check(proc)
+    adam_only = tmp_path / "adam"
+    proc, _ = run_case(2, CASE, adam_only, "stages.1.steps=0", "output.checkpoint_every=45")
+    check(proc)
+    ref, got = rows(reference_run), rows(off)
+    assert_same(ref, got, range(45))  # the Adam stage is unchanged
+    assert all(got[s]["causal_weight_min"] == 1.0 for s in range(45, STEPS))
+    assert min(ref[s]["causal_weight_min"] for s in range(45, STEPS)) < 1.0
+    assert got[STEPS - 1]["loss"] < got[45]["loss"]
+    last = checkpoint.load(off / "checkpoints" / "ckpt_00000060.pt")
+    at_45 = checkpoint.load(adam_only / "checkpoints" / "ckpt_00000045.pt")
+    for sid in range(8):
+        assert torch.equal(checkpoint.record(last, sid)["points/interior"],
+                           checkpoint.record(at_45, sid)["points/interior"])
