@@ -63,6 +63,7 @@ class Trainer:
         self.rollbacks = 0
         self.max_rollbacks = 3
         self.stop_signal = 0  # set by a signal handler; acted on at the next step boundary
+        self._stop_requested = False  # any rank's stop flag, as of the last step record
 
     # -- optimizers ----------------------------------------------------------------------
     def _make_optimizer(self, stage):
@@ -215,8 +216,12 @@ class Trainer:
         Adam's update follows the record and is not included. Never part of the loss.
         """
         t = self.comm.times.seconds
-        local = np.array([step_seconds, t["compute"], t["exchange"], t["allreduce"]])
-        mean = self.comm.allreduce(local) / self.comm.size
+        # The stop flag rides along: one collective per step serves both.
+        local = np.array([step_seconds, t["compute"], t["exchange"], t["allreduce"],
+                          float(self.stop_signal != 0)])
+        total = self.comm.allreduce(local)
+        self._stop_requested = bool(total[4] > 0)
+        mean = total[:4] / self.comm.size
         return dict(zip(("time_step", "time_compute", "time_exchange", "time_allreduce"),
                         (float(v) for v in mean)))
 
@@ -247,8 +252,9 @@ class Trainer:
         self.stop_signal = signum
 
     def _check_stop(self) -> None:
-        """Collective. If any rank got a stop signal, all checkpoint and raise Preempted."""
-        if self.comm.allreduce(int(self.stop_signal), op="max"):
+        """Collective. If any rank had a stop signal at the step's record (the flag is reduced
+        with the step times), all checkpoint and raise Preempted."""
+        if self._stop_requested:
             log.warning("stop signal received: checkpointing at step %d", self.global_step)
             self.save_checkpoint()
             raise Preempted(self.global_step)
