@@ -90,7 +90,7 @@ so the training time is an upper bound); the table by
 | training time | {train_s:.0f} s | | |
 
 All errors: {', '.join(f"{k[3:]} {v:.2e}" for k, v in errors.items())}. The pressure is
-determined up to a constant and compared after removing the mean. Diagnostics by quadrature
+determined up to a function of time and compared after removing its mean at each time. Diagnostics by quadrature
 (mean over a periodic {n_grid}^3 grid) at each output time; -dE/dt of the networks from their
 time derivative.
 

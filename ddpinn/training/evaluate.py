@@ -76,16 +76,21 @@ def _computed_reference(problem, axes, cache, comm):
     return out
 
 
-def relative_errors(pde, pred: np.ndarray, truth: np.ndarray) -> dict:
+def relative_errors(pde, pred: np.ndarray, truth: np.ndarray, times=None) -> dict:
     """Relative L2 error per output and per error group: {"l2_u": ..., ...}.
 
-    Gauge outputs (pressure known up to a constant) are compared after removing means.
+    Gauge outputs (pressure known up to a constant) are compared after removing means: the
+    mean at each time when ``times`` (P,) is given, since in a time-dependent problem the
+    constant may change with time (p + c(t) solves incompressible Navier-Stokes as well).
     """
     pred, truth = pred.copy(), truth.copy()
+    group = np.unique(times, return_inverse=True)[1].ravel() if times is not None \
+        else np.zeros(len(pred), dtype=np.int64)
+    counts = np.bincount(group)
     for name in pde.gauge_outputs:
         k = pde.outputs.index(name)
-        pred[:, k] -= pred[:, k].mean()
-        truth[:, k] -= truth[:, k].mean()
+        for arr in (pred, truth):
+            arr[:, k] -= (np.bincount(group, weights=arr[:, k]) / counts)[group]
     out = {}
     for k, name in enumerate(pde.outputs):
         out[f"l2_{name}"] = float(np.linalg.norm(pred[:, k] - truth[:, k])
@@ -105,5 +110,8 @@ def evaluate(solver, grid: TestGrid):
     pred = solver.predict(grid.points)
     if pred is None:
         return None, {}
-    errors = relative_errors(solver.pde, pred, grid.truth) if grid.truth is not None else {}
+    t_axis = solver.problem.time_axis
+    times = grid.points[:, t_axis] if t_axis is not None else None
+    errors = relative_errors(solver.pde, pred, grid.truth, times) \
+        if grid.truth is not None else {}
     return pred, errors
