@@ -131,6 +131,17 @@ def upwind_solution(mine, other):
     return _mean_sq(mine["u"] - other["u"]) * down
 
 
+@condition("upwind_normal_derivative", needs=("dn",), symmetric=False, candidate=False)
+def upwind_normal_derivative(mine, other):
+    """du/dn_mine = du/dn_other on the downstream (upper) side only.
+
+    On a time interface: the later slab starts with the earlier slab's rate of change, not
+    only its values (with ``upwind_solution``).
+    """
+    down = mine["downstream"].to(mine["dn"].dtype)
+    return _mean_sq(mine["dn"] - other["dn"]) * down
+
+
 def get_condition(name: str, where: str = "interface.conditions") -> Condition:
     if name not in CONDITIONS:
         raise ValueError(f"field {where!r} names {name!r}, which is not an "

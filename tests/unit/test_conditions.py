@@ -138,11 +138,13 @@ def test_unknown_condition_is_rejected(call):
         assert name in msg
 
 
-def test_upwind_solution_constrains_the_downstream_side_only():
+@pytest.mark.parametrize("name,q", [("upwind_solution", "u"),
+                                    ("upwind_normal_derivative", "dn")])
+def test_upwind_conditions_constrain_the_downstream_side_only(name, q):
     mine, other = random_sides(11), random_sides(12)
     mine["downstream"] = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
-    value = CONDITIONS["upwind_solution"].fn(mine, other)
-    full = (mine["u"] - other["u"]).pow(2).sum(-1).mean(-1)
+    value = CONDITIONS[name].fn(mine, other)
+    full = (mine[q] - other[q]).pow(2).sum(-1).mean(-1)
     torch.testing.assert_close(value, full * mine["downstream"], rtol=0, atol=0)
     assert value[1] == 0 and value[0] > 0 and value[2] > 0
-    assert not CONDITIONS["upwind_solution"].symmetric
+    assert not CONDITIONS[name].symmetric and not CONDITIONS[name].candidate
