@@ -62,11 +62,15 @@ class InitialConstraint:
         g = self.data(x)
         return g * (self.first[..., None] * self.column.to(g.dtype))
 
+    def combine(self, net: torch.Tensor, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """g + s N on the constrained outputs, N elsewhere: net (E, N, m), s (E, N) from
+        :meth:`scale`, g (E, N, m) from :meth:`masked_data` -> (E, N, m)."""
+        col = self.column.to(net.dtype)
+        return net * (1.0 + col * (s[..., None] - 1.0)) + g
+
     def apply(self, x: torch.Tensor, net: torch.Tensor) -> torch.Tensor:
         """Constrained outputs (E, N, m) from the networks' outputs ``net`` (E, N, m)."""
-        s = self.scale(x)[..., None]  # (E, N, 1)
-        col = self.column.to(net.dtype)
-        return net * (1.0 + col * (s - 1.0)) + self.masked_data(x)
+        return self.combine(net, self.scale(x), self.masked_data(x))
 
 
 def initial_constraint(pde, params, boxes, time_axis: int, t0: float, dtype, device):
@@ -111,6 +115,7 @@ class ConstrainedFields:
     def __init__(self, inner, constraint: InitialConstraint, x: torch.Tensor):
         self.inner, self.c, self.x = inner, constraint, x
         self.axes, self.outputs = inner.axes, inner.outputs
+        self._k, self._a = inner._k, inner._a  # names or indices -> indices
         self.ta = constraint.time_axis
         self._s = constraint.scale(x)  # (E, N)
         self._u = None
@@ -118,12 +123,6 @@ class ConstrainedFields:
         self._gx = None  # leaf the data's derivatives are taken at
         self._dg = {}  # (k, a) -> (E, N)
         self._d2g = {}  # (k, a, b) -> (E, N)
-
-    def _k(self, comp) -> int:
-        return self.outputs[comp] if isinstance(comp, str) else int(comp)
-
-    def _a(self, axis) -> int:
-        return self.axes[axis] if isinstance(axis, str) else int(axis)
 
     def _constrained(self, k: int) -> bool:
         return self.c.outputs[k]
@@ -161,9 +160,7 @@ class ConstrainedFields:
     def u(self) -> torch.Tensor:
         """Constrained outputs (E, N, m)."""
         if self._u is None:
-            s = self._s[..., None]
-            col = self.c.column.to(self._s.dtype)
-            self._u = self.inner.u * (1.0 + col * (s - 1.0)) + self._data()
+            self._u = self.c.combine(self.inner.u, self._s, self._data())
         return self._u
 
     def value(self, comp) -> torch.Tensor:

@@ -155,10 +155,15 @@ class Solver:
     def begin_step(self) -> bool:
         """Start of an optimizer step: causal weights are taken anew at its first evaluation.
         Returns True when the objective may change from the last step's (causal weights)."""
-        if self.causal is None or not self.use_causal:
+        if self.active_causal is None:
             return False
         self.causal.begin_step()
         return True
+
+    @property
+    def active_causal(self):
+        """The causal weights when the case has them and the current stage uses them."""
+        return self.causal if self.use_causal else None
 
     # -- loss ----------------------------------------------------------------------------
     def _backend_int_sum(self, ints: np.ndarray) -> np.ndarray:
@@ -214,7 +219,7 @@ class Solver:
         terms = local_loss(self.model, self.pde, {**self.pde.params, **leaves}, self.batch,
                            self.plan, self.layout.peer_comm, self.conditions,
                            self.problem.condition_weights, self.cfg.loss, self.quantities,
-                           derivatives=self.cfg.network.derivatives, causal=self.causal if self.use_causal else None)
+                           derivatives=self.cfg.network.derivatives, causal=self.active_causal)
         terms.total.backward()
         if self.layout.replicas > 1:
             self._sum_expert_grads_over_group()

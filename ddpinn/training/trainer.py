@@ -252,8 +252,8 @@ class Trainer:
         self.stop_signal = signum
 
     def _check_stop(self) -> None:
-        """Collective. If any rank had a stop signal at the step's record (the flag is reduced
-        with the step times), all checkpoint and raise Preempted."""
+        """If any rank had a stop signal at the step's record (the flag is reduced with the step
+        times, so every rank decides alike), all checkpoint and raise Preempted."""
         if self._stop_requested:
             log.warning("stop signal received: checkpointing at step %d", self.global_step)
             self.save_checkpoint()

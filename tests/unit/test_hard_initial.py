@@ -3,9 +3,9 @@ time slab.
 
 For every time-dependent PDE on a decomposition with two time slabs: the constrained outputs
 meet the initial data (read at t0) exactly at t0 on first-slab experts, later slabs and
-outputs without data are the networks themselves, and the Taylor-mode engine's derivatives of the product
-(and the parameter gradient of a loss built from all of them) agree with autograd through the
-constrained forward pass to 1e-10 in float64. Also: the solver builds the constraint from the
+outputs without data are the networks themselves, and the Taylor-mode engine's derivatives of
+the product (and the parameter gradient of a loss built from all of them) agree with autograd
+through the constrained forward pass to 1e-10 in float64. Also: the solver builds the constraint from the
 case, the initial-condition term of the loss vanishes, and a case without time is refused.
 """
 from __future__ import annotations
@@ -27,20 +27,12 @@ from ddpinn.problem import build_problem
 from ddpinn.training.points import build_points
 from ddpinn.training.solver import Solver
 
-from test_taylor import close, everything
+from test_taylor import close, everything, one_thread  # noqa: F401  (autouse fixture)
 
 CASES = Path(__file__).resolve().parents[2] / "cases"
 TIME_PDES = [(n, d) for n in sorted(PDES) for d in PDES[n].space_dims
              if PDES[n].time_dependent]
 PTS = PointsSection(interior=6, boundary=3, interface=4, data=0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def two_slabs(name, dim, seed=7):
