@@ -5,8 +5,9 @@ For every time-dependent PDE on a decomposition with two time slabs: the constra
 meet the initial data (read at t0) exactly at t0 on first-slab experts, later slabs and
 outputs without data are the networks themselves, and the Taylor-mode engine's derivatives of
 the product (and the parameter gradient of a loss built from all of them) agree with autograd
-through the constrained forward pass to 1e-10 in float64. Also: the solver builds the constraint from the
-case, the initial-condition term of the loss vanishes, and a case without time is refused.
+through the constrained forward pass to 1e-10 in float64. Also: the solver builds the
+constraint from the case, the initial-condition term of the loss vanishes, and a case without
+time is refused.
 """
 from __future__ import annotations
 
