@@ -59,6 +59,8 @@ class NetworkSection:
     fourier_scale: float = 1.0
     periodic_harmonics: int = 2
     derivatives: str = "taylor"
+    # Taylor engine as one torch.compile-d graph per model (faster steps after a compile)
+    compile: bool = False
     # experts of the first time slab meet the initial data exactly (g + (t - t0) / tau * N)
     hard_initial: bool = False
 

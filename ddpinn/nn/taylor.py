@@ -46,6 +46,7 @@ override ``forward``/``encode``) or when asked for ``"autograd"``.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import nn
@@ -119,21 +120,70 @@ def supports_taylor(model) -> bool:
             and cls.encode is BatchedMLP.encode and _activation_name(model) is not None)
 
 
-def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = "taylor"):
+def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = "taylor",
+                compile: bool = False):
     """Outputs and derivatives of ``model`` at ``x`` (E, N, d) with the chosen engine.
 
     ``"taylor"`` gives :class:`TaylorFields` where the model supports it and autograd
     :class:`Fields` otherwise; ``"autograd"`` always gives :class:`Fields`. ``x`` should
-    require grad (autograd engine: always; Taylor engine: for ``grad_of``).
+    require grad (autograd engine: always; Taylor engine: for ``grad_of``). With ``compile``
+    the Taylor engine runs as one compiled sweep (:class:`TaylorSweep`, kept per model);
+    its results allow one backward pass, not two (no ``grad_of`` in the loss).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown derivative engine {engine!r}; choose one of: "
                          f"{', '.join(ENGINES)}")
     if engine == "taylor" and supports_taylor(model):
-        fields = TaylorFields(model, x, axes, outputs)
+        sweep = TaylorSweep.of(model, axes, outputs) if compile else None
+        fields = TaylorFields(model, x, axes, outputs, sweep=sweep)
         transform = getattr(model, "output_transform", None)
         return fields if transform is None else ConstrainedFields(fields, transform, x)
     return Fields(x, model(x), axes, outputs)
+
+
+class TaylorSweep:
+    """The Taylor-mode forward sweep of one model as a single ``torch.compile``-d graph.
+
+    A sweep computes the values, the whole Jacobian and the second-order channels ``keys``
+    at once; the compiler fuses the element-wise chain-rule products of every layer (forward
+    and backward) into a few loops, where the eager engine runs one kernel per product.
+    ``keys`` is learned: a channel first asked for outside the sweep is computed eagerly that
+    once and is part of every later sweep (one recompilation).
+
+    The graph allows one backward pass (the training step's), not a second one: a loss that
+    contains :meth:`TaylorFields.grad_of` needs the eager engine.
+    """
+
+    _by_model: "weakref.WeakKeyDictionary" = None
+
+    def __init__(self, axes, outputs):
+        self.axes, self.outputs = tuple(axes), tuple(outputs)
+        self.keys: list = []
+        self._compiled = torch.compile(_sweep, dynamic=False)
+
+    @classmethod
+    def of(cls, model, axes, outputs) -> "TaylorSweep":
+        """The sweep kept for ``model`` and these axis and output names."""
+        if cls._by_model is None:
+            cls._by_model = weakref.WeakKeyDictionary()
+        sweeps = cls._by_model.setdefault(model, {})
+        key = (tuple(axes), tuple(outputs))
+        if key not in sweeps:
+            sweeps[key] = cls(axes, outputs)
+        return sweeps[key]
+
+    def __call__(self, model, x):
+        """Values (E, N, m), Jacobian (E, N, d, m) and the channels ``keys`` (E, N, K, m) or
+        None, at x (E, N, d)."""
+        return self._compiled(model, x, self.axes, self.outputs, tuple(self.keys))
+
+
+def _sweep(model, x, axes, outputs, keys):
+    fields = TaylorFields(model, x, axes, outputs)
+    second = None
+    if keys:
+        second = torch.stack([torch.stack(v, dim=-1) for v in fields._channels(list(keys))], 2)
+    return fields.u, fields._jacobian(), second
 
 
 # -- second-order channels ---------------------------------------------------------------------
@@ -220,7 +270,9 @@ def _quadratic(t: torch.Tensor, keys: list) -> torch.Tensor:
 
     t: (E, N', d, H) -> (E, N', K, H) for K = len(keys).
     """
-    if all(a == b for key in keys for a, b in key):  # Laplacians and diagonal entries
+    # Under torch.compile the generic products below: the compiler fuses them, and it cannot
+    # trace the custom function's out= kernels.
+    if all(a == b for key in keys for a, b in key) and not torch.compiler.is_compiling():
         return _DiagQuadratic.apply(t, tuple(tuple(a for a, _ in key) for key in keys))
     out = []
     for key in keys:
@@ -256,7 +308,7 @@ class TaylorFields:
     #: the individual diagonal entries are already known.
     forward_laplacian = True
 
-    def __init__(self, model, x, axes, outputs):
+    def __init__(self, model, x, axes, outputs, sweep=None):
         name = _activation_name(model)
         if not isinstance(model, BatchedMLP) or name is None:
             raise TypeError("TaylorFields needs a BatchedMLP with one of the activations "
@@ -268,6 +320,8 @@ class TaylorFields:
         self.outputs = {n: i for i, n in enumerate(outputs)}
         if x.dim() != 3 or x.shape[-1] != len(self.axes):
             raise ValueError(f"x must have shape (E, N, {len(self.axes)}), got {tuple(x.shape)}")
+        self._sweep = sweep     # TaylorSweep or None (eager)
+        self._eager = None      # eager fields for channels outside the sweep
         self._derivs_fn = ACTIVATION_DERIVATIVES[name]
         self._tanh = name == "tanh"
         self._u = None
@@ -293,7 +347,10 @@ class TaylorFields:
     # -- level 0: values ---------------------------------------------------------------------
     @property
     def u(self) -> torch.Tensor:
-        """The experts' outputs (E, N, m), the same ops (and bits) as ``model(x)``."""
+        """The experts' outputs (E, N, m), the same ops (and bits) as ``model(x)`` (the
+        compiled sweep: the same values to rounding)."""
+        if self._u is None and self._sweep is not None:
+            self._run_sweep()
         if self._u is None:
             m = self.model
             h = self._enc = m.encode(self.x)
@@ -361,6 +418,8 @@ class TaylorFields:
 
     def _jacobian(self) -> torch.Tensor:
         """All first derivatives: (E, N, d, m)."""
+        if self._jac is None and self._sweep is not None:
+            self._run_sweep()
         if self._jac is None:
             self.u  # noqa: B018  (level 0)
             m = self.model
@@ -370,7 +429,9 @@ class TaylorFields:
             for layer in range(len(self._z)):
                 self._dz.append(dz)
                 a1, _ = self._act(layer)
-                dz = _linear(_ScaleTangents.apply(a1, dz), m.weights[layer + 1])
+                dh = (a1[:, :, None] * dz if torch.compiler.is_compiling()
+                      else _ScaleTangents.apply(a1, dz))
+                dz = _linear(dh, m.weights[layer + 1])
             E, N, d = self.x.shape
             self._jac = dz.expand(E, N, *dz.shape[2:])
         return self._jac
@@ -418,6 +479,8 @@ class TaylorFields:
     def _channels(self, keys) -> list:
         """Second-order outputs of each channel, one (E, N) tensor per output; the missing
         channels are computed together in one forward sweep."""
+        if self._sweep is not None:
+            return self._sweep_channels(keys)
         missing = list(dict.fromkeys(k for k in keys if k not in self._second))
         if missing:
             self._jacobian()
@@ -441,6 +504,28 @@ class TaylorFields:
             # slice taken by the PDE.
             for key, part in zip(missing, d2u.unbind(2)):
                 self._second[key] = part.unbind(-1)
+        return [self._second[k] for k in keys]
+
+    # -- the compiled sweep ----------------------------------------------------------------
+    def _run_sweep(self) -> None:
+        u, jac, second = self._sweep(self.model, self.x)
+        self._u, self._jac = u, jac
+        if second is not None:
+            for key, part in zip(self._sweep.keys, second.unbind(2)):
+                self._second[key] = part.unbind(-1)
+
+    def _sweep_channels(self, keys) -> list:
+        """Channels from the sweep; those it lacks from eager fields (and from the sweep
+        next time)."""
+        self._jacobian()  # runs the sweep
+        missing = list(dict.fromkeys(k for k in keys if k not in self._second))
+        if missing:
+            if self._eager is None:
+                self._eager = TaylorFields(self.model, self.x, tuple(self.axes),
+                                           tuple(self.outputs))
+            for key, value in zip(missing, self._eager._channels(missing)):
+                self._second[key] = value
+            self._sweep.keys.extend(missing)
         return [self._second[k] for k in keys]
 
     # -- the Fields interface ----------------------------------------------------------------
@@ -494,4 +579,7 @@ class TaylorFields:
         """
         if not self.x.requires_grad:
             raise RuntimeError("TaylorFields.grad_of needs x.requires_grad (it uses autograd)")
+        if self._sweep is not None:
+            raise RuntimeError("TaylorFields.grad_of needs the eager engine: a loss with it "
+                               "is differentiated twice, which a compiled sweep cannot be")
         return _grad(y, self.x)

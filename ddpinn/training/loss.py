@@ -33,7 +33,7 @@ class LossTerms:
 
 
 def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, weights,
-               quantities, derivatives="taylor", causal=None) -> LossTerms:
+               quantities, derivatives="taylor", causal=None, compile=False) -> LossTerms:
     """Collective (neighbour exchange). Loss of this rank's experts.
 
     Parameters
@@ -50,10 +50,13 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         :func:`ddpinn.nn.taylor.make_fields`)
     causal : CausalWeights or None; collective when given: squared residual per row (E, N)
         -> constant weights per row (E, N) of the residual term
+    compile : bool, compiled Taylor sweep (not where the conditions need ``gres``: its
+        gradient would be differentiated twice)
     """
     conditions = ConditionSet.of(conditions)
     x = batch.x.detach().requires_grad_(True)
-    fields = make_fields(model, x, pde.axes, pde.outputs, derivatives)
+    fields = make_fields(model, x, pde.axes, pde.outputs, derivatives,
+                         compile=compile and "gres" not in quantities)
     u = fields.u
     res = pde.residual(fields, params)  # (E, N, q)
 

@@ -219,7 +219,8 @@ class Solver:
         terms = local_loss(self.model, self.pde, {**self.pde.params, **leaves}, self.batch,
                            self.plan, self.layout.peer_comm, self.conditions,
                            self.problem.condition_weights, self.cfg.loss, self.quantities,
-                           derivatives=self.cfg.network.derivatives, causal=self.active_causal)
+                           derivatives=self.cfg.network.derivatives, causal=self.active_causal,
+                           compile=self.cfg.network.compile)
         terms.total.backward()
         if self.layout.replicas > 1:
             self._sum_expert_grads_over_group()
