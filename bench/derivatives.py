@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from report import update_section  # noqa: E402
 
-from ddpinn.nn import BatchedMLP, Fields, TaylorFields  # noqa: E402
+from ddpinn.nn import BatchedMLP, Fields, TaylorFields, make_fields  # noqa: E402
 from ddpinn.pdes import PDES  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -56,8 +56,12 @@ def step(models, xs, pde, engine: str) -> None:
     total = 0
     for model, x0 in zip(models, xs):
         x = x0.detach().requires_grad_(True)  # as in training (grad_of needs it)
-        f = (TaylorFields(model, x, pde.axes, pde.outputs) if engine == "taylor"
-             else Fields(x, model(x), pde.axes, pde.outputs))
+        if engine == "compiled":  # network.compile = true
+            f = make_fields(model, x, pde.axes, pde.outputs, "taylor", compile=True)
+        elif engine == "taylor":
+            f = TaylorFields(model, x, pde.axes, pde.outputs)
+        else:
+            f = Fields(x, model(x), pde.axes, pde.outputs)
         res = pde.residual(f, pde.params)
         total = total + res.pow(2).mean()
     total.backward()
@@ -84,12 +88,23 @@ def interleaved(variants: dict, reps: int) -> dict:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in variants}
 
 
+ENGINES = ("autograd", "taylor", "compiled")
+
+
 def engines(problem, dtype, experts, n, width, depth, reps):
+    """Points / s (wall, CPU) of each engine; and the seconds of the compiled engine's first
+    two steps (compilation: the sweep, then the sweep with the channels it learned)."""
     pde, model, lower = build(problem, experts, dtype, width, depth)
     x = points(lower, n, dtype)
-    t = interleaved({e: (lambda e=e: step([model], [x], pde, e))
-                     for e in ("autograd", "taylor")}, reps)
-    return {e: (experts * n / w, experts * n / c) for e, (w, c) in t.items()}
+    # A training process compiles one model; this one compiles a model per row, more than
+    # torch._dynamo's recompile limit for one function (beyond it: eager, silently).
+    torch._dynamo.reset()
+    t0 = time.perf_counter()
+    for _ in range(2):
+        step([model], [x], pde, "compiled")
+    compile_s = time.perf_counter() - t0
+    t = interleaved({e: (lambda e=e: step([model], [x], pde, e)) for e in ENGINES}, reps)
+    return {e: (experts * n / w, experts * n / c) for e, (w, c) in t.items()}, compile_s
 
 
 def batched_vs_looped(problem, dtype, experts, n, width, depth, reps):
@@ -114,7 +129,8 @@ def profile(problem, dtype, experts, n, width, depth):
 
     pde, model, lower = build(problem, experts, dtype, width, depth)
     x = points(lower, n, dtype)
-    for eng in ("autograd", "taylor"):
+    for eng in ENGINES:
+        step([model], [x], pde, eng)
         step([model], [x], pde, eng)
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             step([model], [x], pde, eng)
@@ -122,7 +138,19 @@ def profile(problem, dtype, experts, n, width, depth):
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
 
 
+#: glibc keeps freed memory instead of returning it to the system at every free: otherwise
+#: a step's large temporaries are page-faulted in anew at each step, by an amount that depends
+#: on the allocator's state (nested autograd's step time varied from 0.59 to 1.03 s between
+#: runs of this script; Taylor mode's by much less). Both engines run under the same setting.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+                     "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
+
 def main(argv=None) -> int:
+    if argv is None and not all(k in os.environ for k in KEEP_FREED_MEMORY):
+        # glibc reads these at start-up: run again with them.
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, **KEEP_FREED_MEMORY})
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experts", type=int, default=8)
     ap.add_argument("--points", type=int, default=2048, help="points per expert")
@@ -133,6 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--loop-experts", type=int, default=16)
     ap.add_argument("--loop-points", default="1024,128,32",
                     help="points per expert in the loop test (1024 x 16 = 8 x 2048 points)")
+    ap.add_argument("--sizes", default="512,8192",
+                    help="more points per expert for beltrami float32 (how the ratio scales)")
     ap.add_argument("--profile", choices=sorted(PROBLEMS))
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
@@ -145,22 +175,31 @@ def main(argv=None) -> int:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     t_start = time.perf_counter()
     net = f"width {args.width}, depth {args.depth}, tanh"
-    lines = [f"Engines: {args.experts} experts x {args.points} points, {net}; throughput in "
+    malloc = ", ".join(f"`{k}={v}`" for k, v in KEEP_FREED_MEMORY.items())
+    lines = [f"Engines: {args.experts} experts x {args.points} points each (other counts where "
+             f"the column says so), {net}; throughput in "
              "collocation points / s through residual + mean-square loss + backward "
              f"(median of {args.reps} interleaved repetitions, 1 thread). Wall clock is the "
              "headline figure; the CPU-time column (median `process_time` of the same "
              "repetitions) is less affected by time slicing on a loaded machine.", "",
-             "| problem | dtype | nested autograd (pts/s) | Taylor mode (pts/s) | speed-up, wall |"
-             " speed-up, CPU time |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for problem in PROBLEMS:
-        for dt in args.dtypes.split(","):
-            r = engines(problem, DTYPES[dt], args.experts, args.points, args.width, args.depth,
-                        args.reps)
-            (aw, ac), (tw, tc) = r["autograd"], r["taylor"]
-            lines.append(f"| {problem} | {dt} | {aw:,.0f} | {tw:,.0f} | {tw / aw:.2f}x | "
-                         f"{tc / ac:.2f}x |")
-            print(lines[-1], flush=True)
+             f"glibc keeps freed memory ({malloc}, set by the script). `compiled` is the "
+             "Taylor engine with `network.compile = true` (one `torch.compile`-d sweep; "
+             "its compilation, the first two steps, is timed "
+             "apart and not in the rates).", "",
+             "| problem | dtype | points / expert | nested autograd (pts/s) | Taylor (pts/s) "
+             "| Taylor, compiled (pts/s) | speed-up Taylor: wall, CPU | speed-up compiled: wall,"
+             " CPU | compilation (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [(p, dt, args.points) for p in PROBLEMS for dt in args.dtypes.split(",")]
+    rows += [("beltrami", "float32", int(n)) for n in args.sizes.split(",") if n]
+    for problem, dt, n in rows:
+        r, compile_s = engines(problem, DTYPES[dt], args.experts, n, args.width, args.depth,
+                               args.reps)
+        (aw, ac), (tw, tc), (cw, cc) = (r[e] for e in ENGINES)
+        lines.append(f"| {problem} | {dt} | {n} | {aw:,.0f} | {tw:,.0f} | {cw:,.0f} | "
+                     f"{tw / aw:.2f}x, {tc / ac:.2f}x | {cw / aw:.2f}x, {cc / ac:.2f}x | "
+                     f"{compile_s:.0f} |")
+        print(lines[-1], flush=True)
     lines += ["", f"Batched vs looped: {args.loop_experts} experts per rank as one BatchedMLP "
               f"vs a Python loop over {args.loop_experts} one-expert BatchedMLPs (same total "
               f"points), Beltrami residual, {net}, float32, points / s.", "",
@@ -176,8 +215,7 @@ def main(argv=None) -> int:
                          f"{bc / lc:.2f}x |")
             print(lines[-1], flush=True)
     load_after = Path("/proc/loadavg").read_text().split()[:3] if load_before else []
-    env = "".join(f"{k}={v} " for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_"))
-    cmd = env + "python bench/derivatives.py" + "".join(
+    cmd = "python bench/derivatives.py" + "".join(
         f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))
     lines += ["", f"Command: `{cmd}` ({time.perf_counter() - t_start:.0f} s); torch "
               f"{torch.__version__}, {torch.get_num_threads()} thread. `uptime` at the start: "

@@ -17,7 +17,7 @@ from ddpinn.interface.conditions import QUANTITIES
 from ddpinn.nn import TaylorFields, make_fields
 from ddpinn.nn.taylor import TaylorSweep
 from tests.mpi.conftest import ROOT, check, losses, run_case
-from tests.unit.test_taylor import close, everything, setup
+from tests.unit.test_taylor import close, setup
 
 pytest.importorskip("torch._inductor")
 
