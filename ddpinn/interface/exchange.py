@@ -8,6 +8,8 @@ cases the other side's values are detached constants.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -73,6 +75,13 @@ class InterfacePlan:
                        for r, part in zip(ranks, np.split(remote, starts[1:]))}
         self.remote_index = {r: torch.tensor(ss, dtype=torch.long, device=device)
                              for r, ss in self.remote.items()}
+
+    def from_row(self, first: int) -> "InterfacePlan":
+        """The same plan for the rows ``first:`` of every expert, (E, N - first): its side
+        rows must all lie there."""
+        shifted = copy.copy(self)
+        shifted.rows = self.rows - (self.expert[:, None] + 1) * first
+        return shifted
 
     @property
     def neighbour_ranks(self) -> list:

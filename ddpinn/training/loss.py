@@ -55,14 +55,28 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     """
     conditions = ConditionSet.of(conditions)
     x = batch.x.detach().requires_grad_(True)
-    fields = make_fields(model, x, pde.axes, pde.outputs, derivatives,
-                         compile=compile and "gres" not in quantities)
-    u = fields.u
-    res = pde.residual(fields, params)  # (E, N, q)
+    compile = compile and "gres" not in quantities
+    split = batch.interface_row
 
-    mine = exchange.interface_values(plan, fields, res, pde, params, quantities)
-    # Post early, complete late: the sends overlap with the local terms below.
-    handle = exchange.post(plan, comm, mine)
+    def evaluate(rows):
+        fields = make_fields(model, x[:, rows], pde.axes, pde.outputs, derivatives,
+                             compile=compile)
+        return fields, pde.residual(fields, params)  # (E, n, q)
+
+    if 0 < split < x.shape[1]:
+        # The interface block first: its values are sent while the other rows are evaluated.
+        tail, res_tail = evaluate(slice(split, None))
+        mine = exchange.interface_values(plan.from_row(split), tail, res_tail, pde, params,
+                                         quantities)
+        handle = exchange.post(plan, comm, mine)
+        head, res_head = evaluate(slice(None, split))
+        u = torch.cat([head.u, tail.u], dim=1)
+        res = torch.cat([res_head, res_tail], dim=1)
+    else:
+        fields, res = evaluate(slice(None))
+        u = fields.u
+        mine = exchange.interface_values(plan, fields, res, pde, params, quantities)
+        handle = exchange.post(plan, comm, mine)
 
     res_sq = res.pow(2).sum(-1)  # (E, N)
     per_res = (res_sq * batch.res_w).sum(-1)  # (E,)

@@ -60,6 +60,9 @@ class PointBatch:
     sides : list of (e, row0, Interface) -- local interface sides, in (e, iid) order
     n_interface : int              points per interface in this batch (this replica's share)
     interface_fraction : float     n_interface / points per interface over all replicas
+    interface_row : int            first row of the interface block of every expert of the
+                                   whole decomposition (N: no interfaces); rows from here on
+                                   are evaluated first, so the exchange can start early
     """
 
     x: torch.Tensor
@@ -71,6 +74,7 @@ class PointBatch:
     sides: list
     n_interface: int
     interface_fraction: float = 1.0
+    interface_row: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -174,11 +178,17 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
     sides, k_if = _interface_sides(decomp, sids, n_if, seed, epoch, r_data + k_data, x,
                                    replica, replicas)
 
+    # The same row on every rank (a minimum over the whole decomposition), so every expert's
+    # arithmetic keeps the same shapes on any rank count.
+    faces = decomp.boundary_face_mask(time_axis).sum(axis=(1, 2))
+    first_interface = k_int + k_bc * int(faces.min()) + k_data
+    has_interfaces = n_if > 0 and len(decomp.interfaces) > 0
+
     def t(a):
         return torch.as_tensor(a, dtype=dtype, device=device)
 
     return PointBatch(t(x), t(res_w), t(bc_w), t(bc_t), t(data_w), t(data_t), sides, k_if,
-                      k_if / n_if if n_if else 1.0)
+                      k_if / n_if if n_if else 1.0, first_interface if has_interfaces else N)
 
 
 def _interface_sides(decomp, sids, n_if, seed, epoch, first_row, x, replica=0,

@@ -1,35 +1,48 @@
-"""A PDE plugin that fails on one rank mid-training, to test that the job ends quickly."""
+"""PDE plugins that fail on one rank mid-training, to test that the job ends quickly."""
 import os
 
 from ddpinn.pdes.elliptic import Poisson
 
 
-class FailingPoisson(Poisson):
-    """Poisson that raises on rank ``FAIL_RANK`` after ``FAIL_AFTER`` residual calls."""
+class _CountsEvaluations(Poisson):
+    """Counts loss evaluations: a loss evaluates the residual on slices of one batch of
+    points (the interface block first, then the rest), so calls on the same batch count once."""
 
-    calls = 0
+    evaluations = 0
+    _last = None
+
+    def _count(self, f) -> int:
+        batch = f.x if f.x._base is None else f.x._base
+        if batch is not type(self)._last:
+            type(self)._last = batch
+            type(self).evaluations += 1
+        return type(self).evaluations
+
+    @staticmethod
+    def _rank() -> str:
+        return os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+
+
+class FailingPoisson(_CountsEvaluations):
+    """Poisson that raises on rank ``FAIL_RANK`` after ``FAIL_AFTER`` evaluations."""
 
     def residual(self, f, p):
-        FailingPoisson.calls += 1
-        rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
-        if rank == os.environ.get("FAIL_RANK", "1") and \
-                FailingPoisson.calls > int(os.environ.get("FAIL_AFTER", "5")):
+        n = self._count(f)
+        if self._rank() == os.environ.get("FAIL_RANK", "1") and \
+                n > int(os.environ.get("FAIL_AFTER", "5")):
             raise RuntimeError("injected failure on one rank")
         return super().residual(f, p)
 
 
-class NaNPoisson(Poisson):
-    """Poisson whose residual is NaN on rank ``NAN_RANK`` for residual calls in
+class NaNPoisson(_CountsEvaluations):
+    """Poisson whose residual is NaN on rank ``NAN_RANK`` for evaluations in
     [NAN_FROM, NAN_TO) of that process: a transient blow-up that a rollback survives, or,
     with a large NAN_TO, a persistent one."""
 
-    calls = 0
-
     def residual(self, f, p):
-        NaNPoisson.calls += 1
+        n = self._count(f)
         r = super().residual(f, p)
-        rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
-        if rank == os.environ.get("NAN_RANK", "1") and \
-                int(os.environ["NAN_FROM"]) <= NaNPoisson.calls < int(os.environ["NAN_TO"]):
+        if self._rank() == os.environ.get("NAN_RANK", "1") and \
+                int(os.environ["NAN_FROM"]) <= n < int(os.environ["NAN_TO"]):
             return r * float("nan")
         return r

@@ -372,3 +372,51 @@ def test_one_subdomain_has_no_interfaces():
     assert solver.batch.x.shape == (1, 40, 4)
     loss, metrics = solver.closure()
     assert math.isfinite(loss) and loss > 0 and metrics["boundary"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_interface_row_starts_every_interface_block(name):
+    """``interface_row`` is the same for any block of experts (a minimum over the whole
+    decomposition), and every interface side's rows lie at or after it."""
+    setup = SETUPS[name]()
+    pde, d, _ = setup
+    whole = build(setup)
+    assert 0 < whole.interface_row < whole.x.shape[1]
+    assert min(r for _, r, _ in whole.sides) == whole.interface_row
+    for sids in ([0], [d.n_subdomains - 1], [1, 2]):
+        assert build(setup, sids=sids).interface_row == whole.interface_row
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_loss_evaluating_the_interface_block_first_is_the_same_loss(name):
+    """local_loss evaluates rows [interface_row:] first (to send their values early) and the
+    others after: the loss, its terms and its gradients are those of one pass over all rows."""
+    import dataclasses
+
+    from ddpinn.interface.conditions import ConditionSet
+    from ddpinn.io.config import LossSection
+    from ddpinn.training.loss import local_loss
+
+    setup = SETUPS[name]()
+    pde, d, _ = setup
+    sids = list(range(d.n_subdomains))
+    batch = build(setup)
+    plan = exchange.InterfacePlan(batch.sides, sids, partition(d.grid, 1), 0,
+                                  batch.n_interface, batch.x.shape[1])
+    model = model_for(d, sids, pde)
+    names = ["average_solution", "residual_continuity", "flux_continuity",
+             "residual_gradient"]
+    conds = ConditionSet.of(names)
+    one_pass = dataclasses.replace(batch, interface_row=batch.x.shape[1])
+    params = list(model.parameters())
+    out = []
+    for b in (batch, one_pass):
+        terms = local_loss(model, pde, pde.params, b, plan, SerialComm(), conds, {},
+                           LossSection(), QUANTITIES)
+        out.append((terms, torch.autograd.grad(terms.total, params)))
+    (split, g_split), (whole, g_whole) = out
+    torch.testing.assert_close(split.total, whole.total, rtol=1e-12, atol=0)
+    for k in whole.metrics:
+        np.testing.assert_allclose(split.metrics[k], whole.metrics[k], rtol=1e-12, atol=1e-15)
+    for a, b in zip(g_split, g_whole):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
