@@ -114,13 +114,17 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10, help="steps dropped at each stage start")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default=default_device(), choices=("cpu", "cuda"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a case setting for every run (repeatable); the section and figure "
+                         "are named after it")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
     check_device(args.device)
     ranks = [int(r) for r in args.ranks.split(",")]
     sets = [f"decomposition.grid={args.grid}", f"stages.0.steps={args.adam}",
             f"stages.1.steps={args.lbfgs}", "parallel.threads=1", "output.plots=false",
-            "output.eval_every=0", "output.checkpoint_every=0", "output.log_every=0"]
+            "output.eval_every=0", "output.checkpoint_every=0", "output.log_every=0",
+            *args.set]
     started, t0 = uptime(), time.perf_counter()
     per_round = {r: [] for r in ranks}
     train = {r: [] for r in ranks}
@@ -139,7 +143,8 @@ def main(argv=None) -> int:
     results = {r: {s: combine([x[s] for x in per_round[r]]) if per_round[r][0][s] else {}
                    for s in STAGES} for r in ranks}
     base = ranks[0]
-    lines = [f"Case `{args.case}` with `decomposition.grid={args.grid}`, {args.adam} Adam + "
+    extra = "".join(f", `{x}`" for x in args.set)
+    lines = [f"Case `{args.case}` with `decomposition.grid={args.grid}`{extra}, {args.adam} Adam + "
              f"{args.lbfgs} L-BFGS steps, one thread per rank, device {args.device}. Per-step "
              f"times from `metrics.jsonl` (mean over ranks; median over steps after "
              f"{args.warmup} warm-up steps per stage, then median of {args.rounds} interleaved "
@@ -164,7 +169,8 @@ def main(argv=None) -> int:
                   f"{r} rank{'s' if r > 1 else ''} {tr[r] * 1e3:.2f} ms "
                   f"({tr[base] / tr[r]:.2f}x)" for r in ranks) + "."]
     # The default case keeps the plain names; other cases get their own section and figure.
-    tag = "" if args.case == DEFAULT_CASE else f"_{args.case}"
+    tag = "" if args.case == DEFAULT_CASE and not args.set else f"_{args.case}"
+    tag += "".join("_" + x.split("=")[0].split(".")[-1] for x in args.set)
     png = ROOT / "bench" / "figures" / f"scaling{tag}_{args.device}.png"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     figure(results, ranks, png, f"{args.case}, grid {args.grid}, {args.device}, "
@@ -177,7 +183,7 @@ def main(argv=None) -> int:
     print("\n" + body)
     if not args.no_write:
         title = (f"Scaling ({args.device})" if not tag else
-                 f"Scaling: {args.case} ({args.device})")
+                 f"Scaling: {args.case}{''.join(', ' + x for x in args.set)} ({args.device})")
         update_section(ROOT / "BENCHMARKS.md", title, body)
     return 0
 

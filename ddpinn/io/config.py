@@ -132,6 +132,8 @@ class ParallelSection:
     device: str = "cpu"
     replicas: int = 1  # ranks sharing one block of experts, each with a share of the points
     wait: str = "auto"  # how a rank waits for messages: auto, spin, yield (see set_threads)
+    # evaluate the interface rows first and send their values before the other rows
+    early_send: bool = False
 
 
 @dataclass

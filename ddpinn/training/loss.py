@@ -33,7 +33,8 @@ class LossTerms:
 
 
 def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, weights,
-               quantities, derivatives="taylor", causal=None, compile=False) -> LossTerms:
+               quantities, derivatives="taylor", causal=None, compile=False,
+               early_send=False) -> LossTerms:
     """Collective (neighbour exchange). Loss of this rank's experts.
 
     Parameters
@@ -52,6 +53,8 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         -> constant weights per row (E, N) of the residual term
     compile : bool, compiled Taylor sweep (not where the conditions need ``gres``: its
         gradient would be differentiated twice)
+    early_send : bool, evaluate the rows from ``batch.interface_row`` on first and send
+        their interface values while the other rows are evaluated (one more, smaller pass)
     """
     conditions = ConditionSet.of(conditions)
     x = batch.x.detach().requires_grad_(True)
@@ -63,7 +66,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
                              compile=compile)
         return fields, pde.residual(fields, params)  # (E, n, q)
 
-    if 0 < split < x.shape[1]:
+    if early_send and 0 < split < x.shape[1]:
         # The interface block first: its values are sent while the other rows are evaluated.
         tail, res_tail = evaluate(slice(split, None))
         mine = exchange.interface_values(plan.from_row(split), tail, res_tail, pde, params,
@@ -76,6 +79,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         fields, res = evaluate(slice(None))
         u = fields.u
         mine = exchange.interface_values(plan, fields, res, pde, params, quantities)
+        # Post early, complete late: the sends overlap with the local terms below.
         handle = exchange.post(plan, comm, mine)
 
     res_sq = res.pow(2).sum(-1)  # (E, N)

@@ -220,7 +220,8 @@ class Solver:
                            self.plan, self.layout.peer_comm, self.conditions,
                            self.problem.condition_weights, self.cfg.loss, self.quantities,
                            derivatives=self.cfg.network.derivatives, causal=self.active_causal,
-                           compile=self.cfg.network.compile)
+                           compile=self.cfg.network.compile,
+                           early_send=self.cfg.parallel.early_send)
         terms.total.backward()
         if self.layout.replicas > 1:
             self._sum_expert_grads_over_group()

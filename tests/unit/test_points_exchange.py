@@ -389,10 +389,9 @@ def test_interface_row_starts_every_interface_block(name):
 
 @pytest.mark.parametrize("name", sorted(SETUPS))
 def test_loss_evaluating_the_interface_block_first_is_the_same_loss(name):
-    """local_loss evaluates rows [interface_row:] first (to send their values early) and the
-    others after: the loss, its terms and its gradients are those of one pass over all rows."""
-    import dataclasses
-
+    """With early_send, local_loss evaluates rows [interface_row:] first (to send their values
+    early) and the others after: the loss, its terms and its gradients are those of one pass
+    over all rows."""
     from ddpinn.interface.conditions import ConditionSet
     from ddpinn.io.config import LossSection
     from ddpinn.training.loss import local_loss
@@ -407,12 +406,11 @@ def test_loss_evaluating_the_interface_block_first_is_the_same_loss(name):
     names = ["average_solution", "residual_continuity", "flux_continuity",
              "residual_gradient"]
     conds = ConditionSet.of(names)
-    one_pass = dataclasses.replace(batch, interface_row=batch.x.shape[1])
     params = list(model.parameters())
     out = []
-    for b in (batch, one_pass):
-        terms = local_loss(model, pde, pde.params, b, plan, SerialComm(), conds, {},
-                           LossSection(), QUANTITIES)
+    for early in (True, False):
+        terms = local_loss(model, pde, pde.params, batch, plan, SerialComm(), conds, {},
+                           LossSection(), QUANTITIES, early_send=early)
         out.append((terms, torch.autograd.grad(terms.total, params)))
     (split, g_split), (whole, g_whole) = out
     torch.testing.assert_close(split.total, whole.total, rtol=1e-12, atol=0)
