@@ -147,8 +147,9 @@ class TaylorSweep:
     A sweep computes the values, the whole Jacobian and the second-order channels ``keys``
     at once; the compiler fuses the element-wise chain-rule products of every layer (forward
     and backward) into a few loops, where the eager engine runs one kernel per product.
-    ``keys`` is learned: a channel first asked for outside the sweep is computed eagerly that
-    once and is part of every later sweep (one recompilation).
+    ``keys`` is learned: the first fields of a sweep run eagerly and record the channels
+    asked for, so the first compilation already has them; a channel first asked for later is
+    computed eagerly that once and is part of every later sweep (one recompilation).
 
     The graph allows one backward pass (the training step's), not a second one: a loss that
     contains :meth:`TaylorFields.grad_of` needs the eager engine.
@@ -159,6 +160,7 @@ class TaylorSweep:
     def __init__(self, axes, outputs):
         self.axes, self.outputs = tuple(axes), tuple(outputs)
         self.keys: list = []
+        self.recorded = False   # keys recorded by a first, eager evaluation
         self._compiled = torch.compile(_sweep, dynamic=False)
 
     @classmethod
@@ -320,6 +322,10 @@ class TaylorFields:
         self.outputs = {n: i for i, n in enumerate(outputs)}
         if x.dim() != 3 or x.shape[-1] != len(self.axes):
             raise ValueError(f"x must have shape (E, N, {len(self.axes)}), got {tuple(x.shape)}")
+        self._recording = None  # the sweep whose channels this eager evaluation records
+        if sweep is not None and not sweep.recorded:
+            sweep.recorded = True
+            self._recording, sweep = sweep, None
         self._sweep = sweep     # TaylorSweep or None (eager)
         self._eager = None      # eager fields for channels outside the sweep
         self._derivs_fn = ACTIVATION_DERIVATIVES[name]
@@ -482,6 +488,8 @@ class TaylorFields:
         if self._sweep is not None:
             return self._sweep_channels(keys)
         missing = list(dict.fromkeys(k for k in keys if k not in self._second))
+        if self._recording is not None:
+            self._recording.keys.extend(k for k in missing if k not in self._recording.keys)
         if missing:
             self._jacobian()
             m = self.model

@@ -2,7 +2,7 @@
 
 Float64, real decompositions: values, derivatives, residuals, interface quantities and
 parameter gradients agree with the eager Taylor engine to 1e-10; the second-order channels a
-loss asks for are learned after one step and then come from the sweep alone; a loss that
+loss asks for are recorded by a first, eager step and then come from the sweep alone; a loss that
 would be differentiated twice (``residual_gradient``) runs eagerly; a two-rank run with
 ``--set network.compile=true`` follows the eager run's loss history. Compiling takes seconds,
 so the cases are few.
@@ -64,18 +64,27 @@ def test_compiled_sweep_matches_the_eager_engine(name, dim, activation, encoded)
 
     first = both(0)
     sweep = TaylorSweep.of(model, pde.axes, pde.outputs)
-    assert first._sweep is sweep and sweep.keys  # learned from the first step's requests
-    assert first._eager is not None               # ... which computed them eagerly, once
+    assert first._sweep is None and sweep.keys    # the first step ran eagerly and recorded
     with torch.no_grad():                         # an optimizer step: new weights
         for p in params:
             p.mul_(0.9)
     second = both(1)
-    assert second._eager is None                  # everything from the compiled sweep
+    assert second._sweep is sweep and second._eager is None  # all from the compiled sweep
+    # A channel not asked for before: eagerly this once, and in the sweep from then on.
+    x = batch.x.detach().clone().requires_grad_(True)
+    third = make_fields(model, x, pde.axes, pde.outputs, "taylor", compile=True)
+    close(third.d2(0, 0, 1), TaylorFields(model, x, pde.axes, pde.outputs).d2(0, 0, 1),
+          "a new mixed second derivative")
+    assert third._eager is not None and ((0, 1),) in sweep.keys
+    fourth = make_fields(model, x, pde.axes, pde.outputs, "taylor", compile=True)
+    fourth.d2(0, 0, 1)
+    assert fourth._eager is None
 
 
 def test_compiled_sweep_refuses_a_second_backward():
     pde, batch, plan, model = setup("poisson", 2, "tanh", False)
     x = batch.x.detach().clone().requires_grad_(True)
+    make_fields(model, x, pde.axes, pde.outputs, "taylor", compile=True).laplacian(0)
     fields = make_fields(model, x, pde.axes, pde.outputs, "taylor", compile=True)
     with pytest.raises(RuntimeError, match="eager engine"):
         fields.grad_of(fields.value(0))
