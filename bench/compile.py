@@ -62,9 +62,9 @@ def main(argv=None) -> int:
     lines = [f"One rank, one thread, {args.steps} Adam steps per run; step = median "
              f"`time_step` of `metrics.jsonl` after {args.warmup} steps, median of "
              f"{args.rounds} interleaved rounds. Compilation = the compiled run's first two "
-             "steps less two eager steps (the second compiles again, with the second-order "
-             "channels learned in the first), with an empty compiler cache. Break-even = "
-             "compilation / time saved per step.", "",
+             "steps less two eager steps (the first runs eagerly and records the "
+             "second-order channels, the second compiles the sweep with them), with an empty "
+             "compiler cache. Break-even = compilation / time saved per step.", "",
              "| case | experts x points | network | eager step | compiled step | speed-up "
              "| compilation | break-even |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
