@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
+from machine import command_line  # noqa: E402
 from report import update_section  # noqa: E402
 
 from ddpinn.nn import BatchedMLP, Fields, TaylorFields, make_fields  # noqa: E402
@@ -215,9 +215,7 @@ def main(argv=None) -> int:
                          f"{bc / lc:.2f}x |")
             print(lines[-1], flush=True)
     load_after = Path("/proc/loadavg").read_text().split()[:3] if load_before else []
-    cmd = "python bench/derivatives.py" + "".join(
-        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))
-    lines += ["", f"Command: `{cmd}` ({time.perf_counter() - t_start:.0f} s); torch "
+    lines += ["", f"Command: `{command_line('bench/derivatives.py', argv)}` ({time.perf_counter() - t_start:.0f} s); torch "
               f"{torch.__version__}, {torch.get_num_threads()} thread. `uptime` at the start: "
               f"`{uptime}`; load average at the end: {' '.join(load_after)}."]
     body = "\n".join(lines)

@@ -155,7 +155,7 @@ class TaylorSweep:
     contains :meth:`TaylorFields.grad_of` needs the eager engine.
     """
 
-    _by_model: "weakref.WeakKeyDictionary" = None
+    _by_model = weakref.WeakKeyDictionary()  # model -> {(axes, outputs): TaylorSweep}
 
     def __init__(self, axes, outputs):
         self.axes, self.outputs = tuple(axes), tuple(outputs)
@@ -166,8 +166,6 @@ class TaylorSweep:
     @classmethod
     def of(cls, model, axes, outputs) -> "TaylorSweep":
         """The sweep kept for ``model`` and these axis and output names."""
-        if cls._by_model is None:
-            cls._by_model = weakref.WeakKeyDictionary()
         sweeps = cls._by_model.setdefault(model, {})
         key = (tuple(axes), tuple(outputs))
         if key not in sweeps:

@@ -17,19 +17,11 @@ from ddpinn.interface.conditions import QUANTITIES
 from ddpinn.nn import TaylorFields, make_fields
 from ddpinn.nn.taylor import TaylorSweep
 from tests.mpi.conftest import ROOT, check, losses, run_case
-from tests.unit.test_taylor import close, setup
+from tests.unit.test_taylor import close, one_thread, setup  # noqa: F401  (autouse fixture)
 
 pytest.importorskip("torch._inductor")
 
 ONE_BACKWARD = tuple(q for q in QUANTITIES if q != "gres")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _quantities(f, pde, plan):
