@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 
@@ -14,15 +15,25 @@ def install_abort_hook(comm) -> None:
     """After an uncaught exception on any rank, print it and abort the whole job.
 
     ``MPI_Abort`` brings down every rank within seconds, whatever they are blocked in.
+    The launcher may drop output still in flight when it kills the job, so the message
+    goes first, in one line, and the whole report is one write, followed by a short
+    pause that lets the launcher forward it.
     """
     if comm.size == 1:
         return
 
     def hook(exc_type, exc, tb):
-        sys.stderr.write(f"[rank {comm.rank}] uncaught {exc_type.__name__}; aborting all "
-                         f"{comm.size} ranks\n")
-        traceback.print_exception(exc_type, exc, tb)
-        sys.stderr.flush()
+        headline = f"[rank {comm.rank}] uncaught {exc_type.__name__}: {exc}; " \
+                   f"aborting all {comm.size} ranks\n"
+        report = headline + "".join(traceback.format_exception(exc_type, exc, tb))
+        try:
+            sys.stderr.flush()
+            data = report.encode(errors="replace")
+            while data:
+                data = data[os.write(sys.stderr.fileno(), data):]
+        except (OSError, ValueError):
+            sys.__stderr__.write(report)
+        time.sleep(0.5)
         comm.abort(1)
 
     sys.excepthook = hook
