@@ -45,7 +45,9 @@ override ``forward``/``encode``) or when asked for ``"autograd"``.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 import weakref
 
 import torch
@@ -54,6 +56,8 @@ from torch import nn
 from ddpinn.nn.constraints import ConstrainedFields
 from ddpinn.nn.derivatives import Fields, _grad
 from ddpinn.nn.experts import ACTIVATIONS, BatchedMLP
+
+log = logging.getLogger("ddpinn")
 
 #: Derivative engines a case can choose (``network.derivatives``).
 ENGINES = ("taylor", "autograd")
@@ -162,6 +166,7 @@ class TaylorSweep:
         self.keys: list = []
         self.recorded = False   # keys recorded by a first, eager evaluation
         self._compiled = torch.compile(_sweep, dynamic=False)
+        self._seen: set = set()  # (shape, dtype, keys) already compiled for
 
     @classmethod
     def of(cls, model, axes, outputs) -> "TaylorSweep":
@@ -175,7 +180,17 @@ class TaylorSweep:
     def __call__(self, model, x):
         """Values (E, N, m), Jacobian (E, N, d, m) and the channels ``keys`` (E, N, K, m) or
         None, at x (E, N, d)."""
-        return self._compiled(model, x, self.axes, self.outputs, tuple(self.keys))
+        variant = (tuple(x.shape), x.dtype, tuple(self.keys))
+        if variant in self._seen:
+            return self._compiled(model, x, self.axes, self.outputs, variant[2])
+        # A new shape or channel set compiles (seconds): say so, the run is not stuck.
+        log.info("compiling the Taylor sweep for %d x %d points (second-order channels: %d)",
+                 x.shape[0], x.shape[1], len(self.keys))
+        t0 = time.perf_counter()
+        out = self._compiled(model, x, self.axes, self.outputs, variant[2])
+        self._seen.add(variant)
+        log.info("compiled the Taylor sweep in %.1f s", time.perf_counter() - t0)
+        return out
 
 
 def _sweep(model, x, axes, outputs, keys):

@@ -33,9 +33,9 @@ def run_mpi(n: int, args, timeout: float = 300, env=None, cwd=None):
     return proc, time.perf_counter() - t0
 
 
-def run_case(n: int, case, out_dir, *sets, resume=None, timeout=300, env=None):
+def run_case(n: int, case, out_dir, *sets, resume=None, timeout=300, env=None, quiet=True):
     """``mpiexec -n n python -m ddpinn.cli run case --set output.dir=... --set ...``."""
-    args = ["-m", "ddpinn.cli", "run", str(case), "--quiet",
+    args = ["-m", "ddpinn.cli", "run", str(case), *(["--quiet"] if quiet else []),
             "--set", f'output.dir="{out_dir}"', "--set", "output.plots=false"]
     for s in sets:
         args += ["--set", s]

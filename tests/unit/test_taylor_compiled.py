@@ -96,13 +96,17 @@ def test_two_rank_run_with_compile_follows_the_eager_run(tmp_path):
     runs = {}
     for flag in ("false", "true"):
         out = tmp_path / flag
-        proc, _ = run_case(2, case, out, *common, f"network.compile={flag}", timeout=600)
+        proc, _ = run_case(2, case, out, *common, f"network.compile={flag}", timeout=600,
+                           quiet=False)
         check(proc)
         runs[flag] = losses(out)
+        assert ("compiled the Taylor sweep in" in proc.stderr) == (flag == "true"), proc.stderr
     assert runs["true"].keys() == runs["false"].keys() and len(runs["true"]) >= 8
     for step, ref in runs["false"].items():
         assert abs(runs["true"][step] - ref) <= 1e-9 * abs(ref), (step, runs)
     out = tmp_path / "gres"
-    proc, _ = run_case(2, case, out, *common, "network.compile=true", *RES_GRAD, timeout=600)
+    proc, _ = run_case(2, case, out, *common, "network.compile=true", *RES_GRAD, timeout=600,
+                       quiet=False)
     check(proc)
+    assert "compiling the Taylor sweep" not in proc.stderr  # gres needs the eager engine
     assert len(losses(out)) >= 8
