@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
-from machine import command_line  # noqa: E402
+from machine import command_line, load_average, uptime  # noqa: E402
 from report import update_section  # noqa: E402
 
 from ddpinn.nn import BatchedMLP, Fields, TaylorFields, make_fields  # noqa: E402
@@ -170,9 +169,7 @@ def main(argv=None) -> int:
     if args.profile:
         profile(args.profile, torch.float32, args.experts, args.points, args.width, args.depth)
         return 0
-    load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() \
-        else []
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    started = uptime()
     t_start = time.perf_counter()
     net = f"width {args.width}, depth {args.depth}, tanh"
     malloc = ", ".join(f"`{k}={v}`" for k, v in KEEP_FREED_MEMORY.items())
@@ -214,10 +211,10 @@ def main(argv=None) -> int:
             lines.append(f"| {n} | {eng} | {lw:,.0f} | {bw:,.0f} | {bw / lw:.2f}x | "
                          f"{bc / lc:.2f}x |")
             print(lines[-1], flush=True)
-    load_after = Path("/proc/loadavg").read_text().split()[:3] if load_before else []
-    lines += ["", f"Command: `{command_line('bench/derivatives.py', argv)}` ({time.perf_counter() - t_start:.0f} s); torch "
-              f"{torch.__version__}, {torch.get_num_threads()} thread. `uptime` at the start: "
-              f"`{uptime}`; load average at the end: {' '.join(load_after)}."]
+    lines += ["", f"Command: `{command_line('bench/derivatives.py', argv)}` "
+              f"({time.perf_counter() - t_start:.0f} s); torch {torch.__version__}, "
+              f"{torch.get_num_threads()} thread. `uptime` at the start: `{started}`; load "
+              f"average at the end: {load_average()}."]
     body = "\n".join(lines)
     print("\n" + body)
     if not args.no_write:

@@ -180,16 +180,17 @@ class TaylorSweep:
     def __call__(self, model, x):
         """Values (E, N, m), Jacobian (E, N, d, m) and the channels ``keys`` (E, N, K, m) or
         None, at x (E, N, d)."""
-        variant = (tuple(x.shape), x.dtype, tuple(self.keys))
-        if variant in self._seen:
-            return self._compiled(model, x, self.axes, self.outputs, variant[2])
-        # A new shape or channel set compiles (seconds): say so, the run is not stuck.
-        log.info("compiling the Taylor sweep for %d x %d points (second-order channels: %d)",
-                 x.shape[0], x.shape[1], len(self.keys))
-        t0 = time.perf_counter()
-        out = self._compiled(model, x, self.axes, self.outputs, variant[2])
-        self._seen.add(variant)
-        log.info("compiled the Taylor sweep in %.1f s", time.perf_counter() - t0)
+        keys = tuple(self.keys)
+        variant = (tuple(x.shape), x.dtype, keys)
+        new = variant not in self._seen
+        if new:  # a new shape or channel set compiles (seconds): say so, the run is not stuck
+            log.info("compiling the Taylor sweep for %d x %d points (second-order channels: "
+                     "%d)", x.shape[0], x.shape[1], len(keys))
+            t0 = time.perf_counter()
+        out = self._compiled(model, x, self.axes, self.outputs, keys)
+        if new:
+            self._seen.add(variant)
+            log.info("compiled the Taylor sweep in %.1f s", time.perf_counter() - t0)
         return out
 
 
