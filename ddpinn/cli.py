@@ -1,15 +1,13 @@
 """Command line: ``ddpinn run | info | plot | metalic | reference``.
 
-``ddpinn run`` is launched on every rank (``mpiexec -n 4 ddpinn run case.toml``); set-up
-errors are agreed on by all ranks, printed once by rank 0, and every rank exits non-zero.
+``ddpinn run`` (:mod:`ddpinn.run`) is launched on every rank (``mpiexec -n 4 ddpinn run
+case.toml``); set-up errors are agreed on by all ranks, printed once by rank 0, and every rank
+exits non-zero.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -18,241 +16,10 @@ import numpy as np
 
 from ddpinn import __version__
 
+from ddpinn.parallel.errors import EXIT_CONFIG
+from ddpinn.run import cmd_run, setup
+
 log = logging.getLogger("ddpinn")
-
-EXIT_CONFIG = 2
-EXIT_RUNTIME = 3
-# Where a run keeps a reference it computed (spectral solver), reused by --resume.
-REFERENCE_FILE = "reference.nc"
-
-
-def _setup_logging(rank: int, quiet: bool = False) -> None:
-    level = logging.WARNING if (rank != 0 or quiet) else logging.INFO
-    fmt = "%(asctime)s ddpinn %(levelname)s %(message)s" if rank == 0 else \
-        f"%(asctime)s ddpinn[rank {rank}] %(levelname)s %(message)s"
-    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S", stream=sys.stderr)
-
-
-def _fail(comm, message: str, code: int):
-    if comm.rank == 0:
-        sys.stderr.write(f"ddpinn: error: {message}\n")
-        sys.stderr.flush()
-    sys.exit(code)
-
-
-def _setup(args, comm):
-    """Collective. Config, problem and rank-count checks; errors agreed on all ranks."""
-    from ddpinn.io.config import load
-    from ddpinn.parallel.errors import agree
-    from ddpinn.parallel.replicas import check_replicas
-    from ddpinn.problem import build_problem
-
-    error, cfg, problem = None, None, None
-    try:
-        cfg = load(args.case, args.set)
-        problem = build_problem(cfg)
-        n_sub = problem.decomposition.n_subdomains
-        ranks = getattr(args, "ranks", None) or comm.size
-        check_replicas(ranks, cfg.parallel.replicas, n_sub)
-    except Exception as exc:  # every failure here is reported collectively
-        error = exc
-    agree(comm, error)
-    return cfg, problem
-
-
-def _resolved_toml(cfg) -> str:
-    import tomli_w
-
-    def clean(obj):
-        if isinstance(obj, dict):
-            return {k: clean(v) for k, v in obj.items() if v is not None}
-        if isinstance(obj, list):
-            return [clean(v) for v in obj]
-        return obj
-
-    return tomli_w.dumps(clean(cfg.to_dict()))
-
-
-def decomposition_record(problem, owner) -> dict:
-    d = problem.decomposition
-    return {"axis_names": list(d.box.names), "grid": list(d.grid),
-            "lower": d.lower.tolist(), "upper": d.upper.tolist(),
-            "owner": [int(r) for r in owner],
-            "periodic": list(d.periodic)}
-
-
-def _resume_state(option, run_dir):
-    """(state, path) to resume from, or (None, None) for a fresh start.
-
-    ``auto`` takes the newest readable checkpoint of the run directory, falling back past
-    corrupted ones with a warning; a path must be readable.
-    """
-    from ddpinn.io import checkpoint
-
-    if not option:
-        return None, None
-    if option != "auto":
-        return checkpoint.load(option), Path(option)
-    found = checkpoint.list_checkpoints(run_dir / "checkpoints")
-    if not found:
-        log.info("--resume auto: no checkpoint in %s, starting fresh", run_dir)
-        return None, None
-    return checkpoint.load_newest(found)
-
-
-def check_slurm_world(comm) -> None:
-    """Fail fast when srun started N one-rank MPI worlds instead of one N-rank world.
-
-    That is what a wrong ``--mpi`` plugin does: every task initialises MPI alone. (A launcher
-    such as mpiexec inside an allocation starts fewer Slurm tasks than ranks, which is fine.)
-    """
-    ntasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "1")))
-    if os.environ.get("SLURM_STEP_ID") is not None and comm.size == 1 and ntasks > 1:
-        raise ValueError(
-            f"Slurm started {ntasks} tasks but MPI sees a world of 1: srun's MPI "
-            f"plugin does not match this MPI; launch with 'srun --mpi=pmi2' (or --mpi=pmix "
-            f"for a PMIx-built MPI), see 'srun --mpi=list'")
-
-
-def cmd_run(args) -> int:
-    from ddpinn.io.atomic import atomic_write_text
-    from ddpinn.parallel import world
-    from ddpinn.parallel.device import choose_device, set_threads
-    from ddpinn.parallel.errors import DDPINNError, agree, install_abort_hook
-    from ddpinn.training.evaluate import evaluate, make_test_grid
-    from ddpinn.training.flow_diagnostics import energy_diagnostics
-    from ddpinn.training.solver import Solver
-    from ddpinn.training.trainer import EXIT_REQUEUE, Preempted, Trainer
-
-    comm = world()
-    install_abort_hook(comm)
-    _setup_logging(comm.rank, args.quiet)
-    try:
-        try:
-            check_slurm_world(comm)
-        except ValueError as exc:
-            if os.environ.get("SLURM_PROCID", "0") == "0":  # N lone worlds: one message
-                sys.stderr.write(f"ddpinn: error: {exc}\n")
-            sys.exit(EXIT_CONFIG)
-        t_problem = time.perf_counter()
-        cfg, problem = _setup(args, comm)
-        t_problem = time.perf_counter() - t_problem
-        error = None
-        try:
-            # First: a node collective that every rank reaches (choose_device may raise).
-            threads = set_threads(cfg.parallel.threads, comm, cfg.parallel.wait)
-            device = choose_device(cfg.parallel.device, comm)
-            solver = Solver(problem, comm, device)
-            run_dir = Path(cfg.output.dir)
-            state, resume = _resume_state(args.resume, run_dir)
-        except Exception as exc:
-            error = exc
-        agree(comm, error)
-    except DDPINNError as exc:
-        _fail(comm, str(exc), EXIT_CONFIG)
-
-    if comm.rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.toml", _resolved_toml(cfg))
-        atomic_write_text(run_dir / "decomposition.json",
-                          json.dumps(decomposition_record(problem, solver.owner)))
-        if state is None and (run_dir / "metrics.jsonl").exists():
-            (run_dir / "metrics.jsonl").unlink()
-    comm.barrier()
-    log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s",
-             __version__, cfg.case.name, problem.pde.name, problem.decomposition.n_subdomains,
-             comm.size, threads, cfg.case.dtype)
-    _log_footprint(comm, solver, {"problem": t_problem, **solver.setup_seconds})
-    try:
-        grid = make_test_grid(problem, cfg.output.grid or None, run_dir / REFERENCE_FILE, comm)
-    except DDPINNError as exc:
-        _fail(comm, str(exc), EXIT_CONFIG)
-    trainer = Trainer(solver, run_dir, grid)
-    # Preemption and time limits (Slurm --signal, scontrol requeue): checkpoint at the next
-    # step boundary on every rank, then exit with EXIT_REQUEUE.
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
-        signal.signal(sig, trainer.request_stop)
-    try:
-        if state is not None:
-            trainer.restore(state)
-            log.info("resumed from %s at step %d", resume, trainer.global_step)
-        t0 = time.perf_counter()
-        trainer.train()
-        elapsed = time.perf_counter() - t0
-        _log_footprint(comm, solver)
-        every = cfg.output.checkpoint_every
-        if every and trainer.global_step % every:
-            trainer.save_checkpoint()  # the final state, unless just saved
-        pred, errors = evaluate(solver, grid)
-        diagnostics = energy_diagnostics(solver, grid.axes[-1], cfg.output.reference_n) \
-            if problem.pde.energy_diagnostics else None
-    except DDPINNError as exc:
-        _fail(comm, str(exc), EXIT_RUNTIME)
-    except Preempted:
-        log.warning("checkpoint written at step %d; exiting with status %d (requeue)",
-                    trainer.global_step, EXIT_REQUEUE)
-        comm.barrier()
-        sys.exit(EXIT_REQUEUE)
-    if comm.rank == 0:
-        if diagnostics is not None:
-            _write_diagnostics(problem, grid, diagnostics, run_dir)
-        _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
-    comm.barrier()
-    return 0
-
-
-def _write_diagnostics(problem, grid, diagnostics, run_dir):
-    """``diagnostics.nc``: E(t), -dE/dt, 2 nu enstrophy of the networks and the reference's."""
-    from ddpinn.io.flow_diagnostics import DIAGNOSTICS_FILE, write_diagnostics
-    from ddpinn.references import read_reference_netcdf
-
-    cached = run_dir / REFERENCE_FILE
-    reference = read_reference_netcdf(cached) if cached.is_file() else None
-    summary = write_diagnostics(run_dir / DIAGNOSTICS_FILE, diagnostics, reference,
-                                {"nu": float(problem.pde.params["nu"]), "pde": problem.pde.name,
-                                 "reference": grid.source})
-    for k, v in summary.items():
-        log.info("%s = %.3e", k.replace("_", " "), v)
-
-
-def _log_footprint(comm, solver, setup_seconds=None) -> None:
-    """Collective. Rank 0 logs memory per rank (and set-up times), max / mean over ranks."""
-    from ddpinn.training.footprint import (format_memory, format_times, over_ranks,
-                                           rank_footprint)
-
-    memory = over_ranks(comm, rank_footprint(solver))
-    times = over_ranks(comm, setup_seconds) if setup_seconds else None
-    when = "at start" if setup_seconds else "after training"
-    log.info("memory per rank %s (max / mean over %d ranks): %s", when, comm.size,
-             format_memory(memory))
-    if times:
-        log.info("set-up (max / mean over ranks): %s", format_times(times))
-
-
-def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
-    from ddpinn.io.netcdf import write_solution
-
-    shape = grid.shape
-    fields = {n: pred[:, k].reshape(shape) for k, n in enumerate(problem.pde.outputs)}
-    errs = {n: (pred[:, k] - grid.truth[:, k]).reshape(shape)
-            for k, n in enumerate(problem.pde.outputs)} if grid.truth is not None else None
-    attrs = {"case": cfg.case.name, "pde": problem.pde.name,
-             "pde_outputs": ",".join(problem.pde.outputs),
-             "decomposition_grid": list(problem.decomposition.grid),
-             "n_subdomains": problem.decomposition.n_subdomains, "n_ranks": n_ranks,
-             "interface_conditions": " | ".join(str(c) for c in problem.stage_conditions)
-             if any(c != problem.conditions for c in problem.stage_conditions)
-             else str(problem.conditions),
-             "reference": grid.source, "training_seconds": float(elapsed), **errors}
-    write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs)
-    (run_dir / "errors.json").write_text(json.dumps(errors, indent=1) + "\n")
-    for k, v in errors.items():
-        log.info("relative L2 error %s = %.3e", k[3:], v)
-    if cfg.output.plots:
-        from ddpinn.io.plots import plot_run
-
-        plot_run(run_dir)
-    log.info("done in %.1f s; outputs in %s", elapsed, run_dir)
 
 
 def cmd_info(args) -> int:
@@ -265,7 +32,7 @@ def cmd_info(args) -> int:
     from ddpinn.training.solver import DTYPES, make_experts
 
     try:
-        cfg, problem = _setup(args, SerialComm())
+        cfg, problem = setup(args, SerialComm())
     except DDPINNError as exc:
         sys.stderr.write(f"ddpinn: error: {exc}\n")
         return EXIT_CONFIG
@@ -384,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a case field, e.g. --set stages.0.steps=100")
     run.add_argument("--resume", metavar="auto|PATH",
                      help="resume from a checkpoint (auto: the newest in the run directory)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start a new run in a directory that holds one: the old run's "
+                          "files are moved to RUN/previous/, not deleted")
     run.add_argument("--quiet", action="store_true", help="warnings only")
     run.set_defaults(func=cmd_run)
     info = sub.add_parser("info", help="print the decomposition, rank map and exchange volume")

@@ -30,7 +30,8 @@ log = logging.getLogger("ddpinn")
 FORMAT = 2
 READABLE = (1, 2)
 MAGIC = b"DDPINN-CHECKPOINT 1 sha256="
-PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
+RUN_TAG = b" run="  # after the digest: the id of the run that wrote the file
+PATTERN = re.compile(r"ckpt_(\d{8})\.pt")  # the exact names checkpoint_path makes
 
 
 class CheckpointError(RuntimeError):
@@ -100,8 +101,19 @@ def list_checkpoints(directory) -> list:
     d = Path(directory)
     if not d.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := PATTERN.search(p.name))]
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := PATTERN.fullmatch(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def run_id_of(path) -> str | None:
+    """The run id in a checkpoint's header line (None: unreadable, or an older file)."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.readline(256)
+    except OSError:
+        return None
+    _, tag, run = header.rstrip(b"\n").partition(RUN_TAG)
+    return run.decode(errors="replace") if header.startswith(MAGIC) and tag else None
 
 
 def save(path, comm, block: dict | None, shared: dict, scalars: dict, meta: dict,
@@ -124,11 +136,15 @@ def save(path, comm, block: dict | None, shared: dict, scalars: dict, meta: dict
         buf = io.BytesIO()
         torch.save(state, buf)
         payload = buf.getvalue()
-        header = MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+        run_id = str(meta.get("run_id", "")).encode()
+        header = MAGIC + hashlib.sha256(payload).hexdigest().encode() + \
+            (RUN_TAG + run_id if run_id else b"") + b"\n"
         path = Path(path)
         atomic_write_bytes(path, header + payload)
-        if keep > 0:
-            for old in list_checkpoints(path.parent)[:-keep]:
+        if keep > 0:  # this run's files only (or, without a run id, files without one)
+            own = [p for p in list_checkpoints(path.parent)
+                   if run_id_of(p) == (run_id.decode() or None)]
+            for old in own[:-keep]:
                 old.unlink(missing_ok=True)
     comm.barrier()
 
@@ -144,7 +160,8 @@ def load(path) -> dict:
     if not header.startswith(MAGIC):
         raise CheckpointError(f"{str(path)!r} is not a ddpinn checkpoint (no header) or it "
                               f"cannot be read")
-    if hashlib.sha256(payload).hexdigest().encode() != header[len(MAGIC):]:
+    digest = header[len(MAGIC):].partition(RUN_TAG)[0]
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or truncated "
                               f"(checksum mismatch)")
     try:
@@ -157,8 +174,24 @@ def load(path) -> dict:
     return state
 
 
+def require_run_state(state: dict, path) -> None:
+    """Raise :class:`CheckpointError` unless a loaded checkpoint holds what ``ddpinn run``
+    needs to resume (meta, scalars, experts); names what is missing."""
+    body = ("experts",) if state["format"] == 1 else ("blocks",)
+    missing = [k for k in ("meta", "shared", "scalars", *body) if not isinstance(
+        state.get(k), list if k == "blocks" else dict)]
+    meta, scalars = (state.get(k) if isinstance(state.get(k), dict) else {}
+                     for k in ("meta", "scalars"))
+    missing += [k for k in ("grid", "n_subdomains") if k not in meta]
+    missing += [k for k in ("global_step", "stage_index", "stage_step", "epoch")
+                if k not in scalars]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}: it was "
+                              f"not written by 'ddpinn run'")
+
+
 def step_of(path) -> int:
-    return int(PATTERN.search(Path(path).name).group(1))
+    return int(PATTERN.fullmatch(Path(path).name).group(1))
 
 
 def load_newest(paths):

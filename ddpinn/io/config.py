@@ -275,6 +275,11 @@ def check_choice(path: str, value, allowed) -> None:
 
 def validate(cfg: Config) -> None:
     """Cross-field checks that need more than one field; raises :class:`ConfigError`."""
+    name = cfg.case.name
+    # The name is the default run directory runs/<name>: it must name one directory.
+    if not name.strip() or name in (".", "..") or "/" in name or "\0" in name:
+        raise ConfigError(f"field 'case.name' = {name!r} must be a non-empty name without "
+                          f"'/' (it names the run directory runs/<name>)")
     d = cfg.domain
     if not 1 <= len(d.lower) <= 3 or len(d.lower) != len(d.upper):
         raise ConfigError(f"fields 'domain.lower' and 'domain.upper' must be lists of the same "
@@ -388,10 +393,18 @@ def _minimums(cfg: Config):
     return out
 
 
-def _parse_value(text: str):
+# A value that starts like a TOML string, array or table must be one: a bare word is a
+# string, but a cut-off quote or bracket is a mistake, not part of a name.
+_STRUCTURED = ('"', "'", "[", "{")
+
+
+def _parse_value(key: str, text: str):
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if text.startswith(_STRUCTURED) or text.endswith(('"', "'", "]", "}")):
+            raise ConfigError(f"override {key!r}: {text!r} is not a valid TOML value "
+                              f"({exc}); quote strings whole, e.g. {key}='\"runs/a\"'") from None
         return text  # a bare word is a string
 
 
@@ -419,7 +432,7 @@ def apply_overrides(data: dict, overrides) -> dict:
         last = parts[-1]
         if isinstance(node, list):
             raise ConfigError(f"override {key!r} must name a field inside the list entry")
-        node[last] = _parse_value(text.strip())
+        node[last] = _parse_value(key.strip(), text.strip())
     return data
 
 

@@ -396,34 +396,17 @@ def read_metrics(path: PathLike) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
         ``steps``: int array ``(n,)``, increasing; ``values``: float array ``(n,)``; only
         finite values are kept.
     """
+    from ddpinn.io.metrics import read_metrics as read_rows
+
     series: Dict[str, Dict[int, float]] = {}
-    skipped = 0
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            record = _parse_metrics_line(line)
-            if record is None:
-                skipped += bool(line.strip())
-                continue
-            step = record.pop("step")
-            for key, value in record.items():
-                if _is_number(value) and math.isfinite(value):
-                    series.setdefault(key, {})[step] = float(value)
-    if skipped:
-        log.warning("%s: skipped %d unreadable line(s)", path, skipped)
+    for record in read_rows(path):
+        step = record.pop("step")
+        for key, value in record.items():
+            if _is_number(value) and math.isfinite(value):
+                series.setdefault(key, {})[step] = float(value)
     return {key: (np.array(sorted(s), dtype=np.int64),
                   np.array([s[k] for k in sorted(s)], dtype=np.float64))
             for key, s in series.items()}
-
-
-def _parse_metrics_line(line: str) -> Optional[dict]:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(record, dict) or not _is_number(record.get("step")):
-        return None
-    record["step"] = int(record["step"])
-    return record
 
 
 def _is_number(value: object) -> bool:

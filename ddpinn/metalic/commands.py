@@ -23,9 +23,7 @@ from pathlib import Path
 
 from ddpinn.io.config import ConfigError
 from ddpinn.metalic.campaign import _toml_value
-
-EXIT_CONFIG = 2
-EXIT_REQUEUE = 85
+from ddpinn.parallel.errors import EXIT_CONFIG, EXIT_REQUEUE
 
 
 def _err(msg: str, code: int = EXIT_CONFIG) -> int:

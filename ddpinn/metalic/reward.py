@@ -22,24 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ddpinn.io.metrics import read_metrics
 from ddpinn.metalic.campaign import reward_from_value
-
-# ddpinn's exit statuses (ddpinn.cli): 2 bad input, 3 runtime error / diverged, 85 requeue
-EXIT_CONFIG, EXIT_RUNTIME, EXIT_REQUEUE = 2, 3, 85
+from ddpinn.parallel.errors import EXIT_RUNTIME
 
 
 def _metrics_rows(run_dir: Path) -> list:
     path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # a line cut by a kill: the rows before it stand
-    return rows
+    return read_metrics(path) if path.is_file() else []  # a torn last line is dropped
 
 
 def _last(rows, key, stage=None):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from ddpinn.io.atomic import atomic_write_text
 from ddpinn.metalic import state as st
-from ddpinn.metalic.reward import EXIT_REQUEUE, run_result, synthetic_result
+from ddpinn.metalic.reward import run_result, synthetic_result
+from ddpinn.parallel.errors import EXIT_REQUEUE
 
 log = logging.getLogger("ddpinn.metalic")
 

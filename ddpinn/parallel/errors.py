@@ -7,8 +7,48 @@ import time
 import traceback
 
 
+# Exit statuses of ddpinn's commands, defined once.
+EXIT_CONFIG = 2  # bad input: case file, overrides, run directory, resume checkpoint
+EXIT_RUNTIME = 3  # stopped during training (diverged, a runtime check)
+EXIT_REQUEUE = 85  # preempted: a checkpoint was written, the batch system may requeue
+
+
 class DDPINNError(RuntimeError):
     """An error with a message meant for the user (no traceback needed)."""
+
+
+class CollectiveExit(SystemExit):
+    """An exit every rank takes together (an agreed error, preemption); any other
+    ``SystemExit`` on one rank ends the whole job (:func:`end_job_on_lone_exit`)."""
+
+
+def _report_and_abort(comm, report: str, code: int) -> None:
+    """Write ``report`` to stderr in one piece, give the launcher a moment to forward it,
+    then abort every rank with ``code``."""
+    try:
+        sys.stderr.flush()
+        data = report.encode(errors="replace")
+        while data:
+            data = data[os.write(sys.stderr.fileno(), data):]
+    except (OSError, ValueError):
+        sys.__stderr__.write(report)
+    time.sleep(0.5)
+    comm.abort(code)
+
+
+def end_job_on_lone_exit(comm, exc: BaseException) -> None:
+    """A ``SystemExit`` (e.g. ``sys.exit`` in a plugin) or ``KeyboardInterrupt`` on this rank
+    that the others do not take: abort the job instead of leaving them waiting forever.
+
+    The exit status is the one asked for, or 1 for ``sys.exit(0)`` and ``KeyboardInterrupt``
+    (a job that lost a rank did not succeed)."""
+    if comm.size == 1:
+        return
+    code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 0
+    what = f"SystemExit({exc.code!r})" if isinstance(exc, SystemExit) else type(exc).__name__
+    report = f"[rank {comm.rank}] {what} on this rank alone; aborting all {comm.size} ranks\n" \
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    _report_and_abort(comm, report, code or 1)
 
 
 def install_abort_hook(comm) -> None:
@@ -26,15 +66,7 @@ def install_abort_hook(comm) -> None:
         headline = f"[rank {comm.rank}] uncaught {exc_type.__name__}: {exc}; " \
                    f"aborting all {comm.size} ranks\n"
         report = headline + "".join(traceback.format_exception(exc_type, exc, tb))
-        try:
-            sys.stderr.flush()
-            data = report.encode(errors="replace")
-            while data:
-                data = data[os.write(sys.stderr.fileno(), data):]
-        except (OSError, ValueError):
-            sys.__stderr__.write(report)
-        time.sleep(0.5)
-        comm.abort(1)
+        _report_and_abort(comm, report, 1)
 
     sys.excepthook = hook
 

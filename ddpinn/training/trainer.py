@@ -17,9 +17,6 @@ from ddpinn.training.resampling import RESAMPLERS
 
 log = logging.getLogger("ddpinn")
 
-# Exit status asking the batch system to requeue the job (checkpoint written).
-EXIT_REQUEUE = 85
-
 
 class Preempted(Exception):
     """All ranks stopped at a step boundary after a signal; a checkpoint was written."""
@@ -38,6 +35,22 @@ def lr_factor(stage, step: int) -> float:
     return 1.0
 
 
+def check_shapes(stacked: dict, shared: dict, model: dict, shared_params: dict) -> None:
+    """Raise :class:`DDPINNError` if a checkpoint's parameters do not fit the model.
+
+    ``stacked`` {"param/NAME": Tensor (E, ...)} and ``shared`` from the checkpoint; ``model``
+    and ``shared_params`` the named parameters they are copied into."""
+    for source, params in ((stacked, model), (shared, shared_params)):
+        for n, p in params.items():
+            t = source.get(f"param/{n}")
+            if t is None or tuple(t.shape) != tuple(p.shape):
+                have = "none" if t is None else tuple(t.shape)
+                raise DDPINNError(f"the checkpoint does not fit this case's network: parameter "
+                                  f"{n!r} has shape {have} in the checkpoint and "
+                                  f"{tuple(p.shape)} in the model (network.width, depth or "
+                                  f"features differ)")
+
+
 class Trainer:
     """Runs the stages of a case on one rank's :class:`~ddpinn.training.solver.Solver`.
 
@@ -46,13 +59,16 @@ class Trainer:
     solver : Solver
     run_dir : Path, where metrics and checkpoints go (rank 0 writes)
     test_grid : TestGrid or None, for errors every ``output.eval_every`` steps
+    run_meta : {"run_id", "identity", "identity_fields"} written into every checkpoint
+        (:mod:`ddpinn.io.rundir`); pruning and rollbacks use only this run's checkpoints
     """
 
-    def __init__(self, solver, run_dir, test_grid=None):
+    def __init__(self, solver, run_dir, test_grid=None, run_meta=None):
         self.solver, self.cfg, self.comm = solver, solver.cfg, solver.comm
         self.run_dir = run_dir
         self.ckpt_dir = run_dir / "checkpoints"
         self.test_grid = test_grid
+        self.run_meta = dict(run_meta or {})
         self.global_step = 0  # optimizer steps completed, over all stages
         self.stage_index = 0
         self.stage_step = 0
@@ -124,7 +140,7 @@ class Trainer:
         meta = {"case": self.cfg.case.name, "grid": list(self.solver.decomposition.grid),
                 "n_subdomains": self.solver.decomposition.n_subdomains,
                 "pde": self.cfg.pde.name, "ranks": self.comm.size,
-                "replicas": self.solver.layout.replicas}
+                "replicas": self.solver.layout.replicas, **self.run_meta}
         path = checkpoint.checkpoint_path(self.ckpt_dir, self.global_step)
         checkpoint.save(path, self.comm, experts, shared, scalars, meta,
                         keep=self.cfg.output.keep_checkpoints)
@@ -141,6 +157,7 @@ class Trainer:
         shared = state["shared"]
         model_names = list(self._named_model())
         stacked = checkpoint.gather_sids(state, s.sids)
+        check_shapes(stacked, shared, self._named_model(), dict(s.shared))
         with torch.no_grad():
             for n, p in self._named_model().items():
                 p.copy_(stacked[f"param/{n}"])
@@ -193,6 +210,8 @@ class Trainer:
         where = f"the loss became {loss} at step {self.global_step} (stage {self.stage_index})"
         found = checkpoint.list_checkpoints(self.ckpt_dir) if self.cfg.output.checkpoint_every \
             else []
+        run_id = self.run_meta.get("run_id")
+        found = [p for p in found if run_id is None or checkpoint.run_id_of(p) == run_id]
         found = [p for p in found if checkpoint.step_of(p) <= self.global_step]
         if self.rollbacks >= self.max_rollbacks:
             raise DDPINNError(f"{where}, still diverging after {self.rollbacks} rollbacks with "

@@ -1,5 +1,6 @@
 """PDE plugins that fail on one rank mid-training, to test that the job ends quickly."""
 import os
+import sys
 
 from ddpinn.pdes.elliptic import Poisson
 
@@ -46,3 +47,15 @@ class NaNPoisson(_CountsEvaluations):
                 int(os.environ["NAN_FROM"]) <= n < int(os.environ["NAN_TO"]):
             return r * float("nan")
         return r
+
+
+class ExitingPoisson(_CountsEvaluations):
+    """Poisson that calls ``sys.exit(EXIT_CODE)`` on rank ``EXIT_RANK`` after
+    ``EXIT_AFTER`` evaluations, as a careless plugin might; the other ranks go on."""
+
+    def residual(self, f, p):
+        n = self._count(f)
+        if self._rank() == os.environ.get("EXIT_RANK", "1") and \
+                n > int(os.environ.get("EXIT_AFTER", "5")):
+            sys.exit(int(os.environ.get("EXIT_CODE", "0")))
+        return super().residual(f, p)
