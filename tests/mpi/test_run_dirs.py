@@ -83,10 +83,10 @@ def test_fresh_run_in_a_used_directory_is_refused_and_overwrite_keeps_the_old_ru
     out = tmp_path / "r"
     check(run_case(2, CASE, out, "stages.0.steps=50")[0])
     before = snapshot(out)
-    first = run_id(out)
     proc, _ = run_case(2, CASE, out, "stages.0.steps=20", "stages.0.lr=1e-2")
     one_error(proc, "--resume auto", "--overwrite", str(out))
     assert snapshot(out) == before  # nothing touched
+    first = run_id(out)
     # --overwrite: a new run whose checkpoints survive; the old one moved aside, whole.
     proc = start(CASE, out, "stages.0.steps=100000", "stages.0.lr=1e-2", overwrite=True)
     wait_for(out / "checkpoints" / "ckpt_00000020.pt", proc)
