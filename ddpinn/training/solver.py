@@ -8,6 +8,7 @@ points, and the group's gradients are summed over the replicas
 """
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -25,8 +26,11 @@ from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.causal import CausalWeights
 from ddpinn.parallel.replicas import make_layout
 from ddpinn.training.loss import local_loss
+from ddpinn.training.memory import LARGE_SETUP
 from ddpinn.training.points import build_points
 from ddpinn.training.resampling import r3_points
+
+log = logging.getLogger("ddpinn")
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -72,8 +76,12 @@ class Solver:
         self.owner = partition(self.decomposition.grid, self.layout.groups)  # sid -> group
         self.sids = owned_sids(self.owner, self.layout.group)
         t1 = time.perf_counter()
+        # A large set-up says what it is doing (rank 0 logs INFO), so a long one is not silent.
+        self._announce = len(self.sids) > LARGE_SETUP
+        self._phase(f"partition done in {t1 - t0:.1f} s; building {len(self.sids)} experts")
         self.model = make_experts(problem, self.sids, self.dtype, device).to(device)
         self.setup_seconds.update(partition=t1 - t0, experts=time.perf_counter() - t1)
+        self._phase(f"experts built in {self.setup_seconds['experts']:.1f} s; drawing points")
         # Unknown coefficients of inverse problems: replicated on every rank.
         self.shared = nn.ParameterDict({
             n: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=device))
@@ -86,6 +94,13 @@ class Solver:
         self.use_causal = True  # the stage's switch (StageSection.causal)
         self.epoch = -1
         self.resample(0)
+        self._phase(f"points drawn in {self.setup_seconds['points']:.1f} s, interface plan "
+                    f"in {self.setup_seconds['interface_plan']:.1f} s")
+        self._announce = False
+
+    def _phase(self, text: str) -> None:
+        if self._announce:
+            log.info("set-up of %d subdomains on this rank: %s", len(self.sids), text)
 
     def set_conditions(self, conditions) -> None:
         """Active interface conditions (and hence what is computed and exchanged).
