@@ -28,6 +28,7 @@ def cmd_info(args) -> int:
     from ddpinn.parallel import SerialComm
     from ddpinn.parallel.errors import DDPINNError
     from ddpinn.training.footprint import peak_rss_bytes, tensor_bytes
+    from ddpinn.training.memory import estimate_rank_memory, format_estimate
     from ddpinn.training.points import batch_bytes, padded_rows
     from ddpinn.training.solver import DTYPES, make_experts
 
@@ -100,6 +101,8 @@ def cmd_info(args) -> int:
             members = f"{r * replicas}-{(r + 1) * replicas - 1}"
             print(f"{r:>6} {members:>9} {len(sids):>10}  {label:<24} {int(n_nbrs[r]):>10} "
                   f"{traffic}")
+    print(f"estimated peak memory per rank (max over {ranks} ranks): "
+          f"{format_estimate(estimate_rank_memory(cfg, problem, ranks))}")
     print(f"peak RSS of this command: {peak_rss_bytes() / 2 ** 20:.0f} MB (ddpinn run logs "
           f"every rank's peak RSS, max / mean, at start and after training)")
     return 0

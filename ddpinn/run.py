@@ -227,6 +227,7 @@ def _run(args, comm) -> int:
     from ddpinn.parallel.device import choose_device, set_threads
     from ddpinn.training.evaluate import evaluate, make_test_grid
     from ddpinn.training.flow_diagnostics import energy_diagnostics
+    from ddpinn.training.memory import check_memory
     from ddpinn.training.solver import Solver
     from ddpinn.training.trainer import Preempted, Trainer
 
@@ -242,6 +243,7 @@ def _run(args, comm) -> int:
         t_problem = time.perf_counter() - t_problem
         error = None
         try:
+            check_memory(cfg, problem, comm)  # collective: refuses a set-up that cannot fit
             # First: a node collective that every rank reaches (choose_device may raise).
             threads = set_threads(cfg.parallel.threads, comm, cfg.parallel.wait)
             device = choose_device(cfg.parallel.device, comm)
