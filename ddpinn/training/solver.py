@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ddpinn.decomposition import owned_sids, partition
+from ddpinn.decomposition.locate import locate
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import ConditionSet, needed_quantities
 from ddpinn.nn import BatchedMLP
@@ -265,11 +266,9 @@ class Solver:
 
     # -- evaluation ----------------------------------------------------------------------
     def locate(self, points: np.ndarray) -> np.ndarray:
-        """Subdomain id of each point: (P, d) -> (P,)."""
-        box, grid = self.decomposition.box, np.asarray(self.decomposition.grid)
-        frac = (points - np.asarray(box.lower)) / box.width
-        idx = np.clip(np.floor(frac * grid).astype(int), 0, grid - 1)
-        return np.ravel_multi_index(tuple(idx.T), tuple(grid))
+        """Subdomain id of each point: (P, d) -> (P,); a point on an interface belongs to the
+        subdomain on its upper side (:mod:`ddpinn.decomposition.locate`)."""
+        return locate(points, self.decomposition)
 
     def predict(self, points: np.ndarray, chunk: int = 8192, values=None,
                 n_values: int | None = None) -> np.ndarray | None:
