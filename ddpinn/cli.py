@@ -1,4 +1,4 @@
-"""Command line: ``ddpinn run | info | plot | metalic | reference``.
+"""Command line: ``ddpinn run | eval | info | plot | metalic | reference``.
 
 ``ddpinn run`` (:mod:`ddpinn.run`) is launched on every rank (``mpiexec -n 4 ddpinn run
 case.toml``); set-up errors are agreed on by all ranks, printed once by rank 0, and every rank
@@ -16,6 +16,7 @@ import numpy as np
 
 from ddpinn import __version__
 
+from ddpinn.evaluation import add_eval_parser
 from ddpinn.parallel.errors import EXIT_CONFIG
 from ddpinn.run import cmd_run, setup
 
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "files are moved to RUN/previous/, not deleted")
     run.add_argument("--quiet", action="store_true", help="warnings only")
     run.set_defaults(func=cmd_run)
+    add_eval_parser(sub)
     info = sub.add_parser("info", help="print the decomposition, rank map and exchange volume")
     info.add_argument("case")
     info.add_argument("--ranks", type=int, default=1)
