@@ -237,9 +237,10 @@ class RankExperts:
     def predict(self, points: np.ndarray, derivatives: bool = False) -> np.ndarray | None:
         """Collective. Values at global points, each by the expert that contains it.
 
-        The batches have the same shapes on any rank count (per expert: the padded width
-        and the chunk depend only on the points and the number of subdomains), so the values
-        are the same bits on 1 rank and on N.
+        Every expert gets the same padded width and chunks on any rank count (they depend
+        only on the points and the number of subdomains), so the values on 1 rank and on N
+        agree to a few ulps, often bitwise (vectorised kernels may round the last bit
+        differently when a rank holds a different number of experts).
 
         Parameters
         ----------
