@@ -168,12 +168,16 @@ def read_targets(req: Request, points_path: str | None) -> None:
 
 
 def choose_checkpoint(run_dir: Path, requested: str | None):
-    """Rank 0: the checkpoint to use, loaded: (state, path). Raises CheckpointError."""
-    from ddpinn.io import checkpoint
+    """Rank 0: the checkpoint to use, loaded: (state, path): the requested one, else the
+    newest readable checkpoint of the directory's run (``run.json``; files of other runs
+    are left out). Raises CheckpointError."""
+    from ddpinn.io import checkpoint, rundir
 
     if requested:
         return checkpoint.load(requested), Path(requested)
-    paths = checkpoint.list_checkpoints(run_dir / "checkpoints")
+    record = rundir.read_run_record(run_dir)
+    paths = checkpoint.list_checkpoints(run_dir / "checkpoints") if record is None else \
+        rundir.own_checkpoints(run_dir, record["run_id"])
     if not paths:
         raise checkpoint.CheckpointError(f"run directory {str(run_dir)!r} has no checkpoint "
                                          f"in {str(run_dir / 'checkpoints')!r}")

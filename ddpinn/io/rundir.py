@@ -49,6 +49,7 @@ PREVIOUS_DIR = "previous"
 # and plots) aside, a user's own files stay where they are.
 RUN_FILES = (RUN_FILE, "config.toml", "decomposition.json", METRICS_FILE, "errors.json",
              "solution.nc", "diagnostics.nc", "reference.nc")
+EVAL_FILES = re.compile(r"eval_[\w.-]+\.(csv|nc)")  # ddpinn eval's default names
 PLOT_FILES = re.compile(r"((solution|error)_\w+|decomposition|loss|l2_error|energy|dissipation)"
                         r"\.png")
 
@@ -179,6 +180,8 @@ def run_outputs(run_dir: Path, run_id: str | None) -> list:
     """Paths, relative to ``run_dir``, of the files the run ``run_id`` wrote (None: an older
     ddpinn's run, whose checkpoints carry no run id)."""
     out = [Path(n) for n in RUN_FILES if (run_dir / n).exists()]
+    out += [Path(p.name) for p in sorted(run_dir.iterdir())
+            if p.is_file() and EVAL_FILES.fullmatch(p.name)]
     out += [p.relative_to(run_dir) for p in checkpoint.list_checkpoints(run_dir / CHECKPOINT_DIR)
             if checkpoint.run_id_of(p) == run_id]
     plots = run_dir / "plots"
@@ -197,7 +200,8 @@ def move_aside(run_dir: Path, files: list, run_id: str | None) -> Path:
     while dest.exists():
         n += 1
         dest = dest.with_name(f"{stamp}-{(run_id or 'old')[:8]}-{n}")
-    for rel in files:
+    # run.json last: a move cut short leaves the directory still naming its run
+    for rel in sorted(files, key=lambda rel: str(rel) == RUN_FILE):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         os.replace(run_dir / rel, dest / rel)
     return dest

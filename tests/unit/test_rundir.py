@@ -74,7 +74,8 @@ def test_overwrite_moves_exactly_the_runs_files(tmp_path, poisson_toml):
     fields = fields_of(poisson_toml)
     plan = rundir.plan_run(tmp_path, fields, None, False)
     rundir.write_run_record(tmp_path, plan, fields, "poisson2d")
-    for name in ("metrics.jsonl", "config.toml", "notes.txt", "plots/loss.png", "plots/mine.png",
+    for name in ("metrics.jsonl", "config.toml", "eval_nodes.csv", "notes.txt", "plots/loss.png",
+                 "plots/mine.png",
                  "checkpoints/best_ckpt_00000005.pt"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(name)
@@ -83,7 +84,7 @@ def test_overwrite_moves_exactly_the_runs_files(tmp_path, poisson_toml):
     assert new.run_id != plan.run_id
     dest = rundir.move_aside(tmp_path, new.aside, new.aside_id)
     moved = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert moved == ["checkpoints/ckpt_00000010.pt", "config.toml", "metrics.jsonl",
+    assert moved == ["checkpoints/ckpt_00000010.pt", "config.toml", "eval_nodes.csv", "metrics.jsonl",
                      "plots/loss.png", "run.json"]
     for mine in ("notes.txt", "plots/mine.png", "checkpoints/best_ckpt_00000005.pt"):
         assert (tmp_path / mine).read_text() == mine
