@@ -65,8 +65,10 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     split = batch.interface_row
 
     def evaluate(rows):
+        # Without gres nothing differentiates the residual in x: a hard initial condition's
+        # data may then be a constant kept per point set.
         fields = make_fields(model, x[:, rows], pde.axes, pde.outputs, derivatives,
-                             compile=compile)
+                             compile=compile, constant_data="gres" not in quantities)
         return fields, pde.residual(fields, params)  # (E, n, q)
 
     if early_send and 0 < split < x.shape[1]:
