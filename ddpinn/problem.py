@@ -25,6 +25,9 @@ class Problem:
     conditions: ConditionSet
     condition_weights: dict
     stage_conditions: list  # one ConditionSet per training stage
+    # Weight of each equation of the residual (loss.residual as a list or table), or None
+    # when loss.residual is one number for all equations.
+    residual_weights: tuple | None = None
 
 
 def build_problem(cfg: Config) -> Problem:
@@ -45,6 +48,14 @@ def build_problem(cfg: Config) -> Problem:
     if (cfg.pde.inverse or cfg.points.data) and not pde.has_exact:
         raise ConfigError(f"PDE {pde.name!r} has no exact solution to draw data from: "
                           f"'points.data' and 'pde.inverse' need one")
+    residual_weights = resolve_residual_weights(cfg.loss.residual, pde)
+    if pde.reference and type(pde).load_reference is PDE.load_reference:
+        from ddpinn.io.reference import resolve
+
+        try:  # the file is read later (on every rank); a missing one stops the run here
+            resolve(pde.reference, pde.name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     lower = list(cfg.domain.lower) + ([cfg.domain.time[0]] if cfg.has_time else [])
     upper = list(cfg.domain.upper) + ([cfg.domain.time[1]] if cfg.has_time else [])
     box = Box(tuple(map(float, lower)), tuple(map(float, upper)), cfg.axis_names)
@@ -80,4 +91,42 @@ def build_problem(cfg: Config) -> Problem:
             raise ConfigError(f"field 'interface.weights.{c}' weights a condition that is "
                               f"not active; active: {', '.join(active)}")
     return Problem(cfg, pde, box, decomposition, time_axis, conditions, weights,
-                   stage_conditions)
+                   stage_conditions, residual_weights)
+
+
+def resolve_residual_weights(value, pde: PDE) -> tuple | None:
+    """``loss.residual`` -> one weight per equation of ``pde``, or None for one number.
+
+    A list needs one entry per equation; a table names equations (``PDE.equations``, or
+    r0, r1, ...), unnamed ones weigh 1. Raises ConfigError naming the field.
+    """
+    if not isinstance(value, (list, dict)):
+        return None
+    try:
+        names = pde.equation_names()
+    except Exception as exc:
+        raise ConfigError(f"field 'loss.residual' = {value!r} needs the names of the "
+                          f"equations of PDE {pde.name!r}, but its residual could not be "
+                          f"probed ({type(exc).__name__}: {exc}); set its 'equations' "
+                          f"attribute") from None
+    if pde.equations is not None:
+        try:
+            n_res = pde._probe_equations()
+        except Exception:
+            n_res = len(names)  # a residual the probe cannot evaluate: trust the names
+        if n_res != len(names):
+            raise ConfigError(f"field 'loss.residual' = {value!r}: PDE {pde.name!r} names "
+                              f"{len(names)} equations ({', '.join(names)}) but its residual "
+                              f"has {n_res}; fix its 'equations' attribute")
+    listed = f"{len(names)} equation{'s' * (len(names) != 1)} ({', '.join(names)})"
+    if isinstance(value, list):
+        if len(value) != len(names):
+            raise ConfigError(f"field 'loss.residual' = {value!r} has {len(value)} weights, "
+                              f"but PDE {pde.name!r} has {listed}: give one weight per "
+                              f"equation, a table {{name = weight}} or one number")
+        return tuple(float(v) for v in value)
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ConfigError(f"field 'loss.residual.{unknown[0]}' names no equation of PDE "
+                          f"{pde.name!r}; it has {listed}")
+    return tuple(float(value.get(n, 1.0)) for n in names)

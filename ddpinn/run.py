@@ -335,8 +335,9 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
 
     shape = grid.shape
     fields = {n: pred[:, k].reshape(shape) for k, n in enumerate(problem.pde.outputs)}
-    errs = {n: (pred[:, k] - grid.truth[:, k]).reshape(shape)
-            for k, n in enumerate(problem.pde.outputs)} if grid.truth is not None else None
+    truth = grid.grid_truth  # None for a reference at scattered points (errors only)
+    errs = {n: (pred[:, k] - truth[:, k]).reshape(shape)
+            for k, n in enumerate(problem.pde.outputs)} if truth is not None else None
     attrs = {"case": cfg.case.name, "pde": problem.pde.name,
              "pde_outputs": ",".join(problem.pde.outputs),
              "decomposition_grid": list(problem.decomposition.grid),

@@ -91,7 +91,9 @@ class InterfaceSection:
 
 @dataclass
 class LossSection:
-    residual: float = 1.0
+    # a number (every equation), a list (one per equation of the PDE's residual) or a table
+    # {equation name = weight} (unnamed equations: 1.0); see PDE.equations
+    residual: Union[float, list, dict] = 1.0
     boundary: float = 10.0
     data: float = 10.0
 
@@ -378,7 +380,20 @@ def _minimums(cfg: Config):
             for k, low in (("interior", 1), ("boundary", 1), ("interface", 1), ("data", 0),
                            ("resample_every", 0))]
     out += [("causal.chunks", cfg.causal.chunks, 0)]
-    out += [(f"loss.{k}", getattr(cfg.loss, k), 0.0) for k in ("residual", "boundary", "data")]
+    out += [(f"loss.{k}", getattr(cfg.loss, k), 0.0) for k in ("boundary", "data")]
+    res = cfg.loss.residual
+    items = res.items() if isinstance(res, dict) else \
+        enumerate(res) if isinstance(res, list) else [(None, res)]
+    for k, v in items:
+        path = "loss.residual" if k is None else \
+            f"loss.residual.{k}" if isinstance(res, dict) else f"loss.residual[{k}]"
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"field {path!r} = {v!r} must be a number, a list of numbers "
+                              f"(one per equation) or a table {{equation = number}}")
+        out.append((path, v, 0.0))
+    if isinstance(res, (list, dict)) and not res:
+        raise ConfigError(f"field 'loss.residual' = {res!r} is empty: give a number, one "
+                          f"weight per equation, or {{equation = weight}}")
     out += [(f"interface.weights.{k}", v, 0.0) for k, v in cfg.interface.weights.items()]
     out += [(f"output.{k}", getattr(cfg.output, k), 0)
             for k in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")]

@@ -125,14 +125,17 @@ def supports_taylor(model) -> bool:
 
 
 def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = "taylor",
-                compile: bool = False):
+                compile: bool = False, constant_data: bool = False):
     """Outputs and derivatives of ``model`` at ``x`` (E, N, d) with the chosen engine.
 
     ``"taylor"`` gives :class:`TaylorFields` where the model supports it and autograd
     :class:`Fields` otherwise; ``"autograd"`` always gives :class:`Fields`. ``x`` should
     require grad (autograd engine: always; Taylor engine: for ``grad_of``). With ``compile``
     the Taylor engine runs as one compiled sweep (:class:`TaylorSweep`, kept per model);
-    its results allow one backward pass, not two (no ``grad_of`` in the loss).
+    its results allow one backward pass, not two (no ``grad_of`` in the loss). With
+    ``constant_data`` a hard initial condition's data and its derivatives are kept per point
+    set as constants (:class:`~ddpinn.nn.constraints.ConstrainedFields`; not with
+    ``grad_of``).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown derivative engine {engine!r}; choose one of: "
@@ -141,7 +144,8 @@ def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = 
         sweep = TaylorSweep.of(model, axes, outputs) if compile else None
         fields = TaylorFields(model, x, axes, outputs, sweep=sweep)
         transform = getattr(model, "output_transform", None)
-        return fields if transform is None else ConstrainedFields(fields, transform, x)
+        return fields if transform is None else \
+            ConstrainedFields(fields, transform, x, constant_data=constant_data)
     return Fields(x, model(x), axes, outputs)
 
 

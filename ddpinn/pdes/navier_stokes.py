@@ -23,7 +23,15 @@ class IncompressibleNS(PDE):
     pressure to the velocity at every time, where momentum and continuity alone reach it only
     through d/dt div u = 0 (a weak signal for a network started from w = 0 in the
     Taylor-Green vortex).
+
+    Equations (``loss.residual = {momentum_x = 1, continuity = 10}``): ``momentum_x``,
+    ``momentum_y`` [, ``momentum_z``], ``continuity`` [, ``ppe``].
     """
+
+    @property
+    def equations(self) -> tuple:
+        names = [f"momentum_{a}" for a in "xyz"[:self.space_dim]] + ["continuity"]
+        return tuple(names + (["ppe"] if self.params.get("ppe", 0.0) else []))
 
     def residual(self, f, p):
         d = self.space_dim

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 from ddpinn.geometry import grid_points
-from ddpinn.io import reference as reference_data
 
 DEFAULT_POINTS = {1: 201, 2: 101, 3: 33, 4: 17}
 
@@ -16,18 +15,27 @@ DEFAULT_POINTS = {1: 201, 2: 101, 3: 33, 4: 17}
 class TestGrid:
     """Evaluation grid and what the solution should be there.
 
-    axes : list of ndarray (one per axis); points : (P, d);
-    truth : (P, n_out) or None; source : "exact", a reference file, or "none"
+    axes : list of ndarray (one per axis); points : (P, d), the grid's points;
+    truth : (P, n_out), or (Q, n_out) at ``scattered`` points, or None;
+    source : "exact", a reference file, or "none";
+    scattered : (Q, d) or None, reference points off the grid: errors are measured there,
+        the solution is written on the grid
     """
 
     axes: list
     points: np.ndarray
     truth: np.ndarray | None
     source: str
+    scattered: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple:
         return tuple(len(a) for a in self.axes)
+
+    @property
+    def grid_truth(self) -> np.ndarray | None:
+        """The truth at the grid's points (None for a scattered reference)."""
+        return None if self.scattered is not None else self.truth
 
 
 def make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
@@ -39,13 +47,16 @@ def make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
     it (into the file ``cache``) first, then the other ranks read it from there.
     """
     pde, box = problem.pde, problem.box
-    if pde.reference:
-        ref = reference_data.load(pde.reference)
+    shape = shape or [DEFAULT_POINTS[box.dim]] * box.dim
+    if pde.has_reference:
+        ref = _load_reference(pde, box, comm)
+        if ref is not None and ref.scattered:
+            axes, pts = grid_points(box, shape)
+            return TestGrid(axes, pts, ref.values, ref.source, ref.points)
         if ref is not None:
             mesh = np.meshgrid(*ref.axes, indexing="ij")
             pts = np.stack([m.ravel() for m in mesh], axis=-1)
             return TestGrid(ref.axes, pts, ref.values.reshape(len(pts), -1), ref.source)
-    shape = shape or [DEFAULT_POINTS[box.dim]] * box.dim
     axes, pts = grid_points(box, shape)
     truth = None
     if pde.has_exact:
@@ -55,6 +66,58 @@ def make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
         values, source = _computed_reference(problem, axes, cache, comm)
         return TestGrid(axes, pts, values.reshape(len(pts), -1), source)
     return TestGrid(axes, pts, None, "none")
+
+
+def _load_reference(pde, box, comm):
+    """:meth:`PDE.load_reference`, checked; errors agreed on every rank (collective when
+    ``comm`` is given) and raised as DDPINNError (one message, exit 2 in ``ddpinn run``)."""
+    from ddpinn.parallel.errors import DDPINNError, agree
+
+    ref, error = None, None
+    try:
+        ref = pde.load_reference()
+        if ref is not None:
+            check_reference(ref, pde, box)
+    except Exception as exc:  # a plugin's hook may raise anything: one message, not a crash
+        error = exc if isinstance(exc, (ValueError, OSError)) else \
+            ValueError(f"PDE {pde.name!r}: load_reference() failed: "
+                       f"{type(exc).__name__}: {exc}")
+    if comm is not None:
+        agree(comm, error)
+    elif error is not None:
+        raise DDPINNError(str(error)) from None
+    return ref
+
+
+def check_reference(ref, pde, box) -> None:
+    """Raise ValueError when a :class:`~ddpinn.io.reference.Reference` does not fit the
+    problem (number of outputs and axes, points inside the domain)."""
+    from ddpinn.io.reference import Reference
+
+    who = f"the reference of PDE {pde.name!r} ({getattr(ref, 'source', ref)!s})"
+    if not isinstance(ref, Reference):
+        raise ValueError(f"PDE {pde.name!r}: load_reference() must return a "
+                         f"ddpinn.io.reference.Reference or None, got {type(ref).__name__}")
+    values = np.asarray(ref.values)
+    if values.shape[-1] != pde.n_out:
+        raise ValueError(f"{who} has {values.shape[-1]} values per point; the PDE has "
+                         f"{pde.n_out} outputs ({', '.join(pde.outputs)})")
+    if ref.scattered:
+        pts = np.asarray(ref.points, dtype=float)
+        if pts.ndim != 2 or pts.shape[1] != box.dim or values.shape != (len(pts), pde.n_out):
+            raise ValueError(f"{who}: points must be (P, {box.dim}) and values "
+                             f"(P, {pde.n_out}), got {pts.shape} and {values.shape}")
+        lo, hi = np.asarray(box.lower), np.asarray(box.upper)
+        tol = 1e-9 * np.maximum(1.0, np.abs(hi - lo))
+        outside = np.flatnonzero(((pts < lo - tol) | (pts > hi + tol)).any(axis=1))
+        if len(outside):
+            raise ValueError(f"{who}: {len(outside)} of {len(pts)} points lie outside the "
+                             f"domain {list(box.lower)} to {list(box.upper)}, e.g. "
+                             f"{pts[outside[0]].tolist()}")
+    elif ref.axes is None or len(ref.axes) != box.dim or \
+            values.shape[:-1] != tuple(len(a) for a in ref.axes):
+        raise ValueError(f"{who}: a grid reference needs {box.dim} axes and values of shape "
+                         f"(n_0, ..., n_{box.dim - 1}, {pde.n_out})")
 
 
 def _computed_reference(problem, axes, cache, comm):
@@ -107,10 +170,17 @@ def evaluate(solver, grid: TestGrid):
 
     Returns (pred (P, n_out), errors dict) on rank 0 and (None, {}) elsewhere.
     """
-    pred = solver.predict(grid.points)
+    points = grid.points if grid.scattered is None else \
+        np.concatenate([grid.points, grid.scattered])
+    pred = solver.predict(points)
     if pred is None:
         return None, {}
     t_axis = solver.problem.time_axis
+    if grid.scattered is not None:  # errors at the reference's points, solution on the grid
+        pred, at_ref = pred[:len(grid.points)], pred[len(grid.points):]
+        # Scattered times rarely repeat: gauge outputs lose one mean over all points.
+        errors = relative_errors(solver.pde, at_ref, grid.truth) if len(at_ref) else {}
+        return pred, errors
     times = grid.points[:, t_axis] if t_axis is not None else None
     errors = relative_errors(solver.pde, pred, grid.truth, times) \
         if grid.truth is not None else {}

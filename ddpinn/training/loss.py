@@ -34,7 +34,7 @@ class LossTerms:
 
 def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, weights,
                quantities, derivatives="taylor", causal=None, compile=False,
-               early_send=False) -> LossTerms:
+               early_send=False, residual_weights=None) -> LossTerms:
     """Collective (neighbour exchange). Loss of this rank's experts.
 
     Parameters
@@ -45,7 +45,8 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     plan : InterfacePlan
     conditions : ConditionSet (or a list for every interface), active interface conditions
     cond_weights : dict str -> float
-    weights : LossSection (residual, boundary, data)
+    weights : LossSection (residual, boundary, data); ``weights.residual`` is used when it
+        is one number
     quantities : tuple of str, interface quantities the conditions need
     derivatives : str, derivative engine ("taylor" or "autograd"; see
         :func:`ddpinn.nn.taylor.make_fields`)
@@ -55,6 +56,8 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         gradient would be differentiated twice)
     early_send : bool, evaluate the rows from ``batch.interface_row`` on first and send
         their interface values while the other rows are evaluated (one more, smaller pass)
+    residual_weights : sequence of float (n_equations,) or None, a weight per equation of
+        the residual (``Problem.residual_weights``) instead of ``weights.residual``
     """
     conditions = ConditionSet.of(conditions)
     x = batch.x.detach().requires_grad_(True)
@@ -62,8 +65,10 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     split = batch.interface_row
 
     def evaluate(rows):
+        # Without gres nothing differentiates the residual in x: a hard initial condition's
+        # data may then be a constant kept per point set.
         fields = make_fields(model, x[:, rows], pde.axes, pde.outputs, derivatives,
-                             compile=compile)
+                             compile=compile, constant_data="gres" not in quantities)
         return fields, pde.residual(fields, params)  # (E, n, q)
 
     if early_send and 0 < split < x.shape[1]:
@@ -83,14 +88,25 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         handle = exchange.post(plan, comm, mine)
 
     res_sq = res.pow(2).sum(-1)  # (E, N)
-    per_res = (res_sq * batch.res_w).sum(-1)  # (E,)
+    per_res = (res_sq * batch.res_w).sum(-1)  # (E,), unweighted (the "residual" metric)
+    w_res = weights.residual
+    if residual_weights is not None:
+        if res.shape[-1] != len(residual_weights):
+            raise ValueError(f"PDE {pde.name!r}: its residual has {res.shape[-1]} equations "
+                             f"but 'loss.residual' gives {len(residual_weights)} weights")
+        w_eq = torch.as_tensor(residual_weights, dtype=res.dtype, device=res.device)
+        obj_sq, w_res = (res.pow(2) * w_eq).sum(-1), 1.0  # (E, N), weighted per equation
+    else:
+        obj_sq = res_sq
     if causal is not None:
-        weighted_res = (res_sq * (batch.res_w * causal(res_sq.detach()))).sum(-1)
+        weighted_res = (obj_sq * (batch.res_w * causal(res_sq.detach()))).sum(-1)
+    elif residual_weights is not None:
+        weighted_res = (obj_sq * batch.res_w).sum(-1)
     else:
         weighted_res = per_res
     per_bc = ((u - batch.bc_target).pow(2) * batch.bc_w).sum((-1, -2))
     per_data = ((u - batch.data_target).pow(2) * batch.data_w).sum((-1, -2))
-    per_expert = (weights.residual * weighted_res + weights.boundary * per_bc
+    per_expert = (w_res * weighted_res + weights.boundary * per_bc
                   + weights.data * per_data)
 
     other = exchange.complete(plan, comm, mine, handle)

@@ -237,7 +237,8 @@ class Solver:
                            self.problem.condition_weights, self.cfg.loss, self.quantities,
                            derivatives=self.cfg.network.derivatives, causal=self.active_causal,
                            compile=self.cfg.network.compile,
-                           early_send=self.cfg.parallel.early_send)
+                           early_send=self.cfg.parallel.early_send,
+                           residual_weights=self.problem.residual_weights)
         terms.total.backward()
         if self.layout.replicas > 1:
             self._sum_expert_grads_over_group()
@@ -253,9 +254,12 @@ class Solver:
         per_expert = np.stack([terms.metrics[k] for k in keys], axis=1)  # (E, K)
         totals = reproducible_sum(self.comm, per_expert, n_total)
         metrics = dict(zip(keys, (float(v) for v in totals)))
+        sides = 0.0
         for kind in ("space", "time"):
             n = metrics.pop(f"sides_{kind}")
+            sides += n
             metrics[f"mismatch_{kind}"] = metrics[f"mismatch_{kind}"] / n if n else 0.0
+        self._mean_terms(metrics, sides)
         for n, p in self.shared.items():
             metrics[f"param_{n}"] = float(p.detach())
         if self.causal is not None:  # 1.0: uniform weights (a stage without them)
@@ -263,6 +267,23 @@ class Solver:
                 if self.use_causal else 1.0
             metrics["causal_epsilon"] = self.causal.epsilon
         return metrics["loss"], metrics
+
+    def _mean_terms(self, metrics: dict, sides: float) -> None:
+        """Loss terms as means that do not depend on the decomposition: ``residual`` and
+        ``data`` over the subdomains, ``boundary`` over the subdomains with a boundary face,
+        each ``if_*`` over the interface sides (each expert's term is already a mean over
+        its points, all experts have the same counts). ``loss`` stays the objective, the
+        sum over experts that the optimizer minimises."""
+        if not hasattr(self, "_n_boundary_subdomains"):
+            mask = self.decomposition.boundary_face_mask(self.problem.time_axis)
+            self._n_boundary_subdomains = int(mask.reshape(len(mask), -1).any(-1).sum())
+        n_sub = self.decomposition.n_subdomains
+        for key, n in (("residual", n_sub), ("data", n_sub),
+                       ("boundary", self._n_boundary_subdomains)):
+            metrics[key] = metrics[key] / n if n else 0.0
+        for key in metrics:
+            if key.startswith("if_"):
+                metrics[key] = metrics[key] / sides if sides else 0.0
 
     # -- evaluation ----------------------------------------------------------------------
     def locate(self, points: np.ndarray) -> np.ndarray:

@@ -250,21 +250,45 @@ class Trainer:
         out = self.cfg.output
         row = {"step": self.global_step, "stage": self.stage_index, **metrics,
                **self._step_times(step_seconds)}
+        fresh = False
         if out.eval_every and self.test_grid is not None and self.test_grid.truth is not None \
                 and self.global_step % out.eval_every == 0:
             _, self.last_errors = evaluate(self.solver, self.test_grid)
+            self.last_eval_step, fresh = self.global_step, True
             row.update(self.last_errors)
         self.metrics.write(row)
-        if self.comm.rank == 0 and out.log_every and self.global_step % out.log_every == 0:
-            done = self.global_step - done_at_start + 1
-            rate = (time.perf_counter() - t_start) / done
-            eta = rate * (total_steps - self.global_step - 1)
+        now = time.perf_counter()
+        eta = self._eta(now, step_seconds, total_steps)
+        if self.comm.rank == 0 and out.progress and out.log_every and \
+                self.global_step % out.log_every == 0:
             errs = " ".join(f"{k} {v:.3e}" for k, v in self.last_errors.items())
-            log.info("step %d/%d [%s] loss %.4e res %.3e bc %.3e mismatch %.2e %s eta %s",
+            if errs and not fresh:  # errors of an earlier step: say which
+                errs += f" @step {self.__dict__.get('last_eval_step')}"
+            log.info("step %d/%d [%s] loss %.4e res %.3e bc %.3e mismatch %.2e %seta %s",
                      self.global_step, total_steps, stage.optimizer, loss,
                      metrics["residual"], metrics["boundary"],
-                     metrics["mismatch_space"] + metrics["mismatch_time"], errs,
+                     metrics["mismatch_space"] + metrics["mismatch_time"],
+                     errs + " " if errs else "",
                      time.strftime("%H:%M:%S", time.gmtime(max(eta, 0))))
+
+    def _eta(self, now: float, step_seconds: float, total_steps: int) -> float:
+        """Seconds left: the rest of this stage at this stage's own measured step rate (wall
+        time per step since its first step in this job, evaluations and checkpoints
+        included), later stages at their rate where measured (after a rollback), else at
+        this stage's. An L-BFGS step costs many evaluations: it is never timed by Adam's."""
+        rates = self.__dict__.setdefault("_stage_rates", {})
+        clock = self.__dict__.get("_stage_clock")
+        if clock is None or clock[0] != self.stage_index:
+            # the stage's first step began step_seconds ago (its Adam update comes after)
+            clock = self._stage_clock = [self.stage_index, now - step_seconds, 0]
+        clock[2] += 1
+        rate = (now - clock[1]) / clock[2]
+        rates[self.stage_index] = rate
+        stages = self.cfg.stages
+        left = (stages[self.stage_index].steps - self.stage_step - 1) * rate
+        for i in range(self.stage_index + 1, len(stages)):
+            left += stages[i].steps * rates.get(i, rate)
+        return left
 
     def request_stop(self, signum, frame=None) -> None:
         """Signal handler: stop at the next step boundary with a checkpoint."""

@@ -252,7 +252,8 @@ def _trajectory(solver, steps=4):
     return out
 
 
-def _fields_before(model, x, axes, outputs, engine="taylor", compile=False):
+def _fields_before(model, x, axes, outputs, engine="taylor", compile=False,
+                   constant_data=False):
     """What local_loss did before the engine choice existed."""
     return Fields(x, model(x), axes, outputs)
 
