@@ -8,8 +8,9 @@ import json
 import re
 
 import netCDF4
+import numpy as np
 
-from .conftest import ROOT, check, run_case
+from .conftest import ROOT, check, run_case, run_mpi
 
 CASE = ROOT / "examples" / "reaction_diffusion.toml"
 NAME = "examples.reaction_diffusion:ReactionDiffusion"
@@ -20,11 +21,29 @@ FAST = ("stages.0.steps=12", "stages.1.steps=2", "points.interior=60", "points.b
 def test_example_plugin_end_to_end_with_honest_progress(tmp_path):
     out = tmp_path / "run"
     proc, _ = run_case(2, CASE, out, *FAST, "output.log_every=1", "output.eval_every=5",
-                       "loss.residual={diffusion_u = 1.0, reaction_v = 10.0}", quiet=False,
-                       timeout=240)
+                       "loss.residual={diffusion_u = 1.0, reaction_v = 10.0}",
+                       "output.checkpoint_every=7", quiet=False, timeout=240)
     check(proc)
     errors = json.loads((out / "errors.json").read_text())
     assert set(errors) == {"l2_u", "l2_v"} and all(v > 0 for v in errors.values())
+    # ddpinn eval at the reference's scattered points, in the run's precision: its errors
+    # are those the run wrote, and its values reproduce them
+    reference = ROOT / "examples" / "reaction_diffusion_reference.csv"
+    evaluated = tmp_path / "eval.csv"
+    proc_eval, _ = run_mpi(2, ["-m", "ddpinn.cli", "eval", out, "--points", reference,
+                               "--out", evaluated, "--dtype", "float32", "--quiet"])
+    check(proc_eval)
+    report = json.loads(proc_eval.stdout.strip().splitlines()[-1])
+    assert report["points"] == 400 and report["step"] == 14
+    for name in ("u", "v"):
+        assert abs(report["errors"][f"l2_{name}"] - errors[f"l2_{name}"]) <= \
+            1e-6 * errors[f"l2_{name}"]
+    got = np.genfromtxt(evaluated, delimiter=",", names=True)
+    ref = np.genfromtxt(reference, delimiter=",", names=True)
+    assert np.array_equal(got["x"], ref["x"]) and np.array_equal(got["y"], ref["y"])
+    for name in ("u", "v"):
+        l2 = np.linalg.norm(got[name] - ref[name]) / np.linalg.norm(ref[name])
+        assert abs(l2 - errors[f"l2_{name}"]) <= 1e-5 * errors[f"l2_{name}"]
     with netCDF4.Dataset(out / "solution.nc") as ds:
         assert ds.getncattr("pde") == NAME
         assert ds.getncattr("reference").endswith("reaction_diffusion_reference.csv")
