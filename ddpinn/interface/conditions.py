@@ -26,6 +26,8 @@ from typing import Callable
 
 import torch
 
+from ddpinn.nn.batched import row_mean
+
 QUANTITIES = ("u", "res", "dn", "dnn", "dtt", "flux", "gres")
 
 
@@ -62,7 +64,7 @@ def condition(name: str, needs, symmetric: bool = True, candidate: bool = True):
 
 def _mean_sq(diff: torch.Tensor) -> torch.Tensor:
     """(S, n, c) -> (S,): mean over points of the squared norm over components."""
-    return diff.pow(2).sum(-1).mean(-1)
+    return row_mean(diff.pow(2).sum(-1), -1)
 
 
 @condition("solution_continuity", needs=("u",))

@@ -2,8 +2,8 @@
 
 Expert ``e`` maps points of its own subdomain, shape (N, dim), to outputs, shape (N, m).
 The stack evaluates all of them at once: input (E, N, dim) -> output (E, N, m) with
-``torch.baddbmm`` per layer, never a Python loop over experts. Weights are initialised from
-sid-keyed seeds, so an expert is the same whichever rank builds it.
+``baddbmm`` per layer (:mod:`ddpinn.nn.batched`), never a Python loop over experts. Weights
+are initialised from sid-keyed seeds, so an expert is the same whichever rank builds it.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import math
 import numpy as np
 import torch
 from torch import nn
+
+from ddpinn.nn.batched import baddbmm, bmm
 
 ACTIVATIONS = {"tanh": torch.tanh, "sin": torch.sin,
                "gelu": nn.functional.gelu, "silu": nn.functional.silu}
@@ -110,7 +112,7 @@ class BatchedMLP(nn.Module):
             parts += [torch.cos(phase).flatten(-2), torch.sin(phase).flatten(-2)]
         z = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         if self.n_fourier:
-            proj = torch.bmm(z, self.fourier_b)
+            proj = bmm(z, self.fourier_b)
             z = torch.cat([z, torch.sin(proj), torch.cos(proj)], dim=-1)
         return z
 
@@ -125,7 +127,7 @@ class BatchedMLP(nn.Module):
         h = self.encode(x)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
+            h = baddbmm(b, h, w)
             if i < last:
                 h = self.activation(h)
         return h

@@ -53,6 +53,7 @@ import weakref
 import torch
 from torch import nn
 
+from ddpinn.nn.batched import baddbmm, bmm
 from ddpinn.nn.constraints import ConstrainedFields
 from ddpinn.nn.derivatives import Fields, _grad
 from ddpinn.nn.experts import ACTIVATIONS, BatchedMLP
@@ -307,7 +308,7 @@ def _quadratic(t: torch.Tensor, keys: list) -> torch.Tensor:
 def _linear(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Tangents through a linear map, no bias: t (E, N', k, n_in) @ w (E, n_in, n_out)."""
     E, n, k, f = t.shape
-    return torch.bmm(t.reshape(E, n * k, f), w).view(E, n, k, w.shape[-1])
+    return bmm(t.reshape(E, n * k, f), w).view(E, n, k, w.shape[-1])
 
 
 class TaylorFields:
@@ -380,7 +381,7 @@ class TaylorFields:
             h = self._enc = m.encode(self.x)
             last = len(m.weights) - 1
             for i, (w, b) in enumerate(zip(m.weights, m.biases)):
-                z = torch.baddbmm(b, h, w)
+                z = baddbmm(b, h, w)
                 if i < last:
                     h = m.activation(z)
                     self._z.append(z)

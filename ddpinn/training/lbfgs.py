@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
 
 
@@ -188,7 +189,9 @@ class DistributedLBFGS:
         for j in range(nd):
             R = torch.stack([v[j].reshape(n_local, -1) for v in rows]).double()
             C = torch.stack([v[j].reshape(n_local, -1) for v in cols]).double()
-            per_expert += torch.einsum("rep,cep->erc", R, C).cpu().numpy()
+            # (e, r, p) @ (e, p, c): one batched product, each expert's bits the same for
+            # any number of local experts.
+            per_expert += bmm(R.transpose(0, 1), C.permute(1, 2, 0)).cpu().numpy()
         total = reproducible_sum(self.comm, per_expert.reshape(n_local, -1), self.n_experts)
         total = total.reshape(len(rows), len(cols))
         for j in range(nd, len(rows[0])):

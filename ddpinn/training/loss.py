@@ -16,6 +16,7 @@ import torch
 
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS, ConditionSet
+from ddpinn.nn.batched import row_mean, row_sum
 from ddpinn.nn.taylor import make_fields
 
 
@@ -88,7 +89,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         handle = exchange.post(plan, comm, mine)
 
     res_sq = res.pow(2).sum(-1)  # (E, N)
-    per_res = (res_sq * batch.res_w).sum(-1)  # (E,), unweighted (the "residual" metric)
+    per_res = row_sum(res_sq * batch.res_w, -1)  # (E,), unweighted (the "residual" metric)
     w_res = weights.residual
     if residual_weights is not None:
         if res.shape[-1] != len(residual_weights):
@@ -99,13 +100,13 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     else:
         obj_sq = res_sq
     if causal is not None:
-        weighted_res = (obj_sq * (batch.res_w * causal(res_sq.detach()))).sum(-1)
+        weighted_res = row_sum(obj_sq * (batch.res_w * causal(res_sq.detach())), -1)
     elif residual_weights is not None:
-        weighted_res = (obj_sq * batch.res_w).sum(-1)
+        weighted_res = row_sum(obj_sq * batch.res_w, -1)
     else:
         weighted_res = per_res
-    per_bc = ((u - batch.bc_target).pow(2) * batch.bc_w).sum((-1, -2))
-    per_data = ((u - batch.data_target).pow(2) * batch.data_w).sum((-1, -2))
+    per_bc = row_sum((u - batch.bc_target).pow(2) * batch.bc_w, (-1, -2))
+    per_data = row_sum((u - batch.data_target).pow(2) * batch.data_w, (-1, -2))
     per_expert = (w_res * weighted_res + weights.boundary * per_bc
                   + weights.data * per_data)
 
@@ -139,8 +140,8 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         metrics[f"if_{n}"] = per_expert_sum(v)
         half = 0.5 if CONDITIONS[n].symmetric else 1.0
         objective = objective + cond_weights.get(n, 1.0) * half * metrics[f"if_{n}"]
-    mismatch = (mine["u"] - other["u"]).detach().pow(2).sum(-1).mean(-1) if plan.n_sides \
-        else torch.zeros(0, dtype=objective.dtype)
+    mismatch = (row_mean((mine["u"] - other["u"]).detach().pow(2).sum(-1), -1)
+                if plan.n_sides else torch.zeros(0, dtype=objective.dtype))
     for kind in ("space", "time"):
         sel = plan.kind_mask[kind].to(objective.dtype) * frac
         metrics[f"mismatch_{kind}"] = per_expert_sum(mismatch * sel)
