@@ -102,7 +102,7 @@ class LossSection:
 class StageSection:
     optimizer: str = "adam"
     steps: int = 1000
-    lr: Optional[float] = None  # default by optimizer: DEFAULT_LR
+    lr: Optional[float] = None  # default by optimizer: its adapter's default_lr
     schedule: str = "constant"
     decay_rate: float = 0.5
     decay_steps: int = 1000
@@ -173,10 +173,8 @@ class Config:
 
 REQUIRED = {"domain.lower", "domain.upper", "pde.name", "decomposition.grid"}
 DTYPES = ("float32", "float64")
-OPTIMIZERS = ("adam", "lbfgs")
-# Adam's step size, and L-BFGS's initial step along its (already scaled) direction.
-DEFAULT_LR = {"adam": 1e-3, "lbfgs": 1.0}
-SCHEDULES = ("constant", "exponential", "cosine")
+# Optimizers and schedules: their registries (ddpinn.training.optimizers, .schedules), imported
+# when a case is validated (the training modules import torch; config stays light).
 ACTIVATIONS = ("tanh", "sin", "gelu", "silu")
 BACKENDS = ("mpi4py", "torch", "horovod", "auto")
 WAITS = ("auto", "spin", "yield")
@@ -312,9 +310,9 @@ def validate(cfg: Config) -> None:
         if value < low:
             raise ConfigError(f"field {path!r} = {value!r} must be >= {low}")
     for i, st in enumerate(cfg.stages):
-        check_choice(f"stages[{i}].optimizer", st.optimizer, OPTIMIZERS)
+        optimizer = _optimizer_class(f"stages[{i}].optimizer", st.optimizer)
         if st.lr is None:
-            st.lr = DEFAULT_LR[st.optimizer]
+            st.lr = optimizer.default_lr
         elif isinstance(st.lr, bool) or not isinstance(st.lr, (int, float)):
             raise ConfigError(f"field 'stages[{i}].lr' = {st.lr!r} has the wrong type: "
                               f"expected a number")
@@ -328,8 +326,10 @@ def validate(cfg: Config) -> None:
     check_choice("parallel.backend", cfg.parallel.backend, BACKENDS)
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
     check_choice("parallel.wait", cfg.parallel.wait, WAITS)
+    from ddpinn.training.schedules import SCHEDULES
+
     for i, st in enumerate(cfg.stages):
-        check_choice(f"stages[{i}].schedule", st.schedule, SCHEDULES)
+        check_choice(f"stages[{i}].schedule", st.schedule, list(SCHEDULES))
     check_choice("points.resample", cfg.points.resample, RESAMPLERS)
     if cfg.points.resample == "r3" and cfg.points.resample_every < 1:
         raise ConfigError(f"field 'points.resample_every' = {cfg.points.resample_every!r} "
@@ -350,6 +350,22 @@ def validate(cfg: Config) -> None:
                           f"({', '.join(cfg.axis_names)})")
     # Names of PDEs and conditions are checked against their registries by the caller
     # (``ddpinn.problem.build``), which knows what is installed.
+
+
+def _optimizer_class(path: str, name):
+    """The adapter class of an optimizer name (registered, or ``"package.module:ClassName"``,
+    imported here), or a :class:`ConfigError` naming the choices."""
+    from ddpinn.training.optimizers import OPTIMIZERS, get_optimizer_class
+
+    if isinstance(name, str) and ":" in name:
+        try:
+            return get_optimizer_class(name)
+        except ValueError as exc:
+            raise ConfigError(f"field {path!r}: {exc}") from None
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"field {path!r} = {name!r} is not allowed; choose one of: "
+                          f"{', '.join(OPTIMIZERS)}, or 'package.module:ClassName'")
+    return OPTIMIZERS[name]
 
 
 def _validate_causal(cfg: Config) -> None:

@@ -29,6 +29,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from ddpinn.training.optimizers import get_optimizer_class
+
 MB = 2.0 ** 20
 
 #: Resident memory of a rank before its set-up: Python, numpy, torch 2.13 (CPU build),
@@ -163,13 +165,7 @@ def _optimizer_bytes(stage, params: float, largest_param: float) -> float:
     """What the optimizer of ``stage`` holds besides the parameters and their gradients."""
     if stage.steps == 0:
         return 0.0
-    if stage.optimizer == "adam":
-        return 2 * params  # exp_avg, exp_avg_sq
-    # L-BFGS: min(steps, history) (s, y) pairs; the current and new gradients, the start
-    # point, the direction and the last gradient; and the float64 stacks of the basis
-    # (2k + 4 vectors) taken per parameter tensor for the Gram matrix.
-    k = min(stage.steps, stage.history)
-    return (2 * k + 5) * params + (2 * k + 7) * largest_param * 2
+    return get_optimizer_class(stage.optimizer).memory_bytes(stage, params, largest_param)
 
 
 def estimate_rank_memory(cfg, problem, ranks: int) -> dict:

@@ -1,4 +1,7 @@
-"""Training in stages (Adam, then L-BFGS), with metrics, evaluation and checkpoints."""
+"""Training in stages (e.g. Adam, then L-BFGS), with metrics, evaluation and checkpoints.
+
+The optimizers are adapters (:mod:`ddpinn.training.optimizers`); the loop has no branch on
+which one a stage uses."""
 from __future__ import annotations
 
 import logging
@@ -12,8 +15,9 @@ from ddpinn.io import checkpoint
 from ddpinn.io.metrics import MetricsWriter
 from ddpinn.parallel.errors import DDPINNError
 from ddpinn.training.evaluate import evaluate
-from ddpinn.training.lbfgs import DistributedLBFGS
+from ddpinn.training.optimizers import build_optimizer
 from ddpinn.training.resampling import RESAMPLERS
+from ddpinn.training.schedules import lr_factor
 
 log = logging.getLogger("ddpinn")
 
@@ -24,15 +28,6 @@ class Preempted(Exception):
 
 class Diverged(Exception):
     """The global loss is NaN or Inf (raised identically on every rank)."""
-
-
-def lr_factor(stage, step: int) -> float:
-    """Learning-rate multiplier of ``stage`` after ``step`` of its steps."""
-    if stage.schedule == "exponential":
-        return stage.decay_rate ** (step / stage.decay_steps)
-    if stage.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(step, stage.steps) / max(stage.steps, 1)))
-    return 1.0
 
 
 def check_shapes(stacked: dict, shared: dict, model: dict, shared_params: dict) -> None:
@@ -86,14 +81,7 @@ class Trainer:
         """Optimizer of ``stage`` (the current one); also switches to its interface conditions."""
         s = self.solver
         s.set_conditions(s.problem.stage_conditions[self.stage_index])
-        lr = stage.lr * self.lr_scale
-        if stage.optimizer == "adam":
-            return torch.optim.Adam(s.parameters(), lr=lr)
-        # Inner products over one replica of every group (peer_comm): replicas hold identical
-        # parameters and gradients, so each expert counts once and all replicas agree.
-        return DistributedLBFGS(list(s.model.parameters()), list(s.shared.parameters()),
-                                s.layout.peer_comm, s.decomposition.n_subdomains, lr=lr,
-                                history=stage.history, max_evals=stage.max_evals)
+        return build_optimizer(s, stage, stage.lr * self.lr_scale)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _named_model(self):
@@ -105,24 +93,11 @@ class Trainer:
         dist = {f"param/{n}": p for n, p in self._named_model().items()}
         shared = {f"param/{n}": p for n, p in s.shared.items()}
         scalars = {}
-        if isinstance(opt, torch.optim.Adam):
-            for group, named in ((dist, self._named_model()), (shared, dict(s.shared))):
-                for n, p in named.items():
-                    st = opt.state.get(p)
-                    if st:
-                        group[f"adam/exp_avg/{n}"] = st["exp_avg"]
-                        group[f"adam/exp_avg_sq/{n}"] = st["exp_avg_sq"]
-                        shared["adam/step"] = st["step"].detach().clone()
-        elif isinstance(opt, DistributedLBFGS):
-            names = list(self._named_model()) + list(s.shared)
-            nd = len(self._named_model())
-            for i, (sv, yv) in enumerate(zip(opt.s, opt.y)):
-                for j, n in enumerate(names):
-                    target = dist if j < nd else shared
-                    target[f"lbfgs/s/{i}/{n}"] = sv[j]
-                    target[f"lbfgs/y/{i}/{n}"] = yv[j]
-            scalars.update(lbfgs_rho=list(opt.rho), lbfgs_n_iter=opt.n_iter,
-                           lbfgs_len=len(opt.s))
+        if opt is not None:
+            od, osh, osc = opt.state(self._named_model(), dict(s.shared))
+            dist.update(od)
+            shared.update(osh)
+            scalars.update(osc)
         if self.cfg.points.resample == "r3":  # adapted points are state, not a function of epoch
             dist["points/interior"] = s.interior_points()
         if s.causal is not None:
@@ -155,7 +130,6 @@ class Trainer:
             raise DDPINNError(f"checkpoint has grid {meta['grid']} but the case has "
                               f"{list(s.decomposition.grid)}: it belongs to another decomposition")
         shared = state["shared"]
-        model_names = list(self._named_model())
         stacked = checkpoint.gather_sids(state, s.sids)
         check_shapes(stacked, shared, self._named_model(), dict(s.shared))
         with torch.no_grad():
@@ -175,34 +149,15 @@ class Trainer:
             return
         stage = self.cfg.stages[self.stage_index]
         self.optimizer = self._make_optimizer(stage)
-        opt = self.optimizer
-        if isinstance(opt, torch.optim.Adam) and "adam/step" in shared:
-            for group, named in ((stacked, self._named_model()), (shared, dict(s.shared))):
-                for n, p in named.items():
-                    if f"adam/exp_avg/{n}" in group:
-                        opt.state[p] = {"step": shared["adam/step"].clone(),
-                                        "exp_avg": group[f"adam/exp_avg/{n}"].to(p).clone(),
-                                        "exp_avg_sq": group[f"adam/exp_avg_sq/{n}"].to(p).clone()}
-        elif isinstance(opt, DistributedLBFGS) and "lbfgs_len" in sc:
-            names = model_names + list(s.shared)
-            nd = len(model_names)
-
-            def vec(kind, i):
-                return [(stacked if j < nd else shared)[f"lbfgs/{kind}/{i}/{n}"].clone()
-                        for j, n in enumerate(names)]
-
-            opt.load_state({"s": [vec("s", i) for i in range(sc["lbfgs_len"])],
-                            "y": [vec("y", i) for i in range(sc["lbfgs_len"])],
-                            "rho": sc["lbfgs_rho"], "n_iter": sc["lbfgs_n_iter"]})
+        self.optimizer.load_state(stacked, shared, sc, self._named_model(), dict(s.shared))
         self.metrics.truncate(self.global_step)
 
     # -- the loop ------------------------------------------------------------------------
     def _maybe_resample(self):
         every = self.cfg.points.resample_every
         update = RESAMPLERS[self.cfg.points.resample]
-        if every > 0 and update(self.solver, self.global_step, every) and \
-                isinstance(self.optimizer, DistributedLBFGS):
-            self.optimizer.forget_current()
+        if every > 0 and update(self.solver, self.global_step, every):
+            self.optimizer.objective_changed()
 
     def _rollback(self, loss) -> None:
         """Collective. Back to the newest readable checkpoint with half the learning rate,
@@ -326,27 +281,16 @@ class Trainer:
                     self._maybe_resample()
                 self.comm.times.reset()
                 t_step = time.perf_counter()
-                # New causal weights are a new objective: L-BFGS must not reuse the loss and
-                # gradient of its last line search (also what makes restarts identical).
-                if self.solver.begin_step() and isinstance(opt, DistributedLBFGS):
-                    opt.forget_current()
-                if isinstance(opt, torch.optim.Adam):
-                    for g in opt.param_groups:
-                        g["lr"] = stage.lr * self.lr_scale * lr_factor(stage, self.stage_step)
-                    loss, metrics = self.solver.closure()
+                # New causal weights are a new objective (L-BFGS drops its last line search).
+                if self.solver.begin_step():
+                    opt.objective_changed()
+                opt.set_lr(stage.lr * self.lr_scale * lr_factor(stage, self.stage_step))
+
+                def record(loss, metrics):
                     self._record(stage, loss, metrics, t_start, total, done_at_start,
                                  time.perf_counter() - t_step)
-                    opt.step()
-                else:
-                    box = {}
 
-                    def closure():
-                        box["loss"], box["metrics"] = self.solver.closure()
-                        return box["loss"]
-
-                    opt.step(closure)
-                    self._record(stage, box["loss"], box["metrics"], t_start, total,
-                                 done_at_start, time.perf_counter() - t_step)
+                opt.step(self.solver.closure, record)
                 self.global_step += 1
                 self.stage_step += 1
                 if every and self.global_step % every == 0:
