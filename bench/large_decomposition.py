@@ -39,6 +39,7 @@ def worker(grid):
     from ddpinn.parallel.errors import install_abort_hook
     from ddpinn.problem import build_problem
     from ddpinn.training.footprint import over_ranks, rank_footprint
+    from ddpinn.training.optimizers import build_optimizer
     from ddpinn.training.solver import Solver
     from ddpinn.training.trainer import Trainer
 
@@ -54,13 +55,12 @@ def worker(grid):
     seconds.update(solver.setup_seconds)
     setup_cpu = time.process_time() - cpu0
     at_start = rank_footprint(solver)
-    opt = torch.optim.Adam(solver.parameters(), lr=1e-3)
+    opt = build_optimizer(solver, cfg.stages[0], 1e-3)  # the case's first stage: Adam
     losses = []
     for name in ("first_step", "second_step"):
         comm.barrier()
         t0 = time.perf_counter()
-        loss, _ = solver.closure()
-        opt.step()
+        loss, _ = opt.step(solver.closure, lambda loss, metrics: None)
         seconds[name] = time.perf_counter() - t0
         losses.append(loss)
     # A checkpoint with the Adam moments, written and read back as a run does it.
