@@ -71,7 +71,7 @@ def read_diagnostics(path) -> dict:
 def plot_diagnostics(path, out_dir) -> List[Path]:
     """``energy.png`` and ``dissipation.png``: networks, reference and, for nu = 1/1600,
     the published 512^3 DNS (when its file is in the data directory)."""
-    from ddpinn.io.plots import new_figure, save_figure
+    from ddpinn.io.figures import new_figure, save_figure
     from ddpinn.references.gdiag import read_gdiag
 
     d = read_diagnostics(path)

@@ -18,13 +18,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .atomic import atomic_output
+from .figures import new_figure, save_figure
 from .flow_diagnostics import DIAGNOSTICS_FILE, plot_diagnostics
 from .netcdf import is_time_axis, read_solution
 
@@ -40,7 +39,6 @@ PLOTS_DIR = "plots"
 LOSS_TERMS = ("loss", "residual", "boundary", "data")  # plus every "if_*" key
 MAX_LABELLED_SUBDOMAINS = 64
 MAX_LEGEND_RANKS = 20  # beyond this a colorbar reads better than a legend
-DPI = 120
 
 
 def plot_run(run_dir: PathLike) -> List[Path]:
@@ -82,24 +80,6 @@ def plot_run(run_dir: PathLike) -> List[Path]:
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-def new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: independent of the user's backend
-    return fig
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically and release its memory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_output(path) as tmp:
-            # The temp name ends in ".tmp", so the format must be given explicitly.
-            fig.savefig(tmp, format="png", dpi=DPI)
-    finally:
-        fig.clear()
-    return path
-
 
 def _safe_name(name: str) -> str:
     """A variable name usable as part of a file name."""

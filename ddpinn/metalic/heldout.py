@@ -203,7 +203,7 @@ def markdown(cmp: dict, describe) -> str:
 
 def plot(cmp: dict, path) -> Path:
     """Error of each choice at each held-out context (log scale), against the first parameter."""
-    from ddpinn.io.plots import new_figure, save_figure
+    from ddpinn.io.figures import new_figure, save_figure
 
     name = next(iter(cmp["contexts"][0]))
     x = np.array([c[name] for c in cmp["contexts"]])

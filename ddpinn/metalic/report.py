@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from ddpinn.io.atomic import atomic_write_text
 from ddpinn.io.config import ConfigError
-from ddpinn.io.plots import new_figure, save_figure
+from ddpinn.io.figures import new_figure, save_figure
 from ddpinn.metalic.arms import abbreviate
 from ddpinn.metalic.state import counts
 from ddpinn.metalic.suggest import bandit_of, models
