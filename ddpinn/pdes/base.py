@@ -8,7 +8,6 @@ This is the plugin surface: ``docs/plugins.md`` documents every attribute and ho
 """
 from __future__ import annotations
 
-import importlib
 
 import torch
 
@@ -195,22 +194,3 @@ class PDE:
             cols.append(torch.stack([f.value(k) if name == "t" else f.d(k, a)
                                      for k in range(self.n_out)], dim=-1))
         return torch.stack(cols, dim=-1)
-
-
-def get_pde_class(name: str):
-    """Look ``name`` up in the registry, or import ``"package.module:ClassName"``."""
-    import ddpinn.pdes  # noqa: F401  (fills the registry)
-
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"field 'pde.name' = {name!r} cannot be imported: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, PDE)):
-            raise ValueError(f"field 'pde.name' = {name!r} is not a ddpinn.pdes.PDE subclass")
-        return cls
-    if name not in PDES:
-        raise ValueError(f"field 'pde.name' = {name!r} is not a known PDE; choose one of: "
-                         f"{', '.join(sorted(PDES))}, or 'package.module:ClassName'")
-    return PDES[name]
