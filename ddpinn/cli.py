@@ -31,7 +31,7 @@ def cmd_info(args) -> int:
     from ddpinn.training.footprint import peak_rss_bytes, tensor_bytes
     from ddpinn.training.memory import estimate_rank_memory, format_estimate
     from ddpinn.training.points import batch_bytes, padded_rows
-    from ddpinn.training.solver import DTYPES, make_experts
+    from ddpinn.training.experts import DTYPES, make_experts
 
     try:
         cfg, problem = setup(args, SerialComm())

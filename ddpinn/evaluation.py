@@ -205,7 +205,7 @@ class RankExperts:
 
         from ddpinn.decomposition import owned_sids, partition
         from ddpinn.io import checkpoint
-        from ddpinn.training.solver import DTYPES, make_experts
+        from ddpinn.training.experts import DTYPES, make_experts
         from ddpinn.training.trainer import check_shapes
 
         d = problem.decomposition

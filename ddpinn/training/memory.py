@@ -96,7 +96,7 @@ def _probe(problem, n_rows: int) -> tuple:
     the PDE residual and every interface quantity of any stage, on all rows."""
     from ddpinn.interface.conditions import needed_quantities
     from ddpinn.nn.taylor import make_fields
-    from ddpinn.training.solver import DTYPES, make_experts
+    from ddpinn.training.experts import DTYPES, make_experts
 
     cfg, pde, decomp = problem.cfg, problem.pde, problem.decomposition
     dtype = DTYPES[cfg.case.dtype]
@@ -186,7 +186,7 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     (E and N of the rank's batch), ``phase`` ("training" or "set-up": where the peak is).
     """
     from ddpinn.training.points import batch_bytes, padded_rows
-    from ddpinn.training.solver import DTYPES, make_experts
+    from ddpinn.training.experts import DTYPES, make_experts
 
     d, pde = problem.decomposition, problem.pde
     replicas = cfg.parallel.replicas

@@ -19,12 +19,11 @@ from ddpinn.decomposition import owned_sids, partition
 from ddpinn.decomposition.locate import locate
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import ConditionSet, needed_quantities
-from ddpinn.nn import BatchedMLP
-from ddpinn.nn.constraints import initial_constraint
 from ddpinn.nn.taylor import make_fields
 from ddpinn.parallel.backends import make_backend
 from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.causal import CausalWeights
+from ddpinn.training.experts import DTYPES, make_experts  # noqa: F401  (public here too)
 from ddpinn.parallel.replicas import make_layout
 from ddpinn.training.loss import local_loss
 from ddpinn.training.memory import LARGE_SETUP
@@ -32,26 +31,6 @@ from ddpinn.training.points import build_points
 from ddpinn.training.resampling import r3_points
 
 log = logging.getLogger("ddpinn")
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def make_experts(problem, sids, dtype=torch.float64, device=torch.device("cpu")) -> BatchedMLP:
-    """The batched experts of subdomains ``sids`` as the case's network section asks."""
-    decomp, net = problem.decomposition, problem.cfg.network
-    boxes = [decomp.subdomains[s].box for s in sids]
-    box = decomp.box
-    periods = [box.width[a] if decomp.periodic[a] else None for a in range(box.dim)]
-    model = BatchedMLP(
-        sids, [b.lower for b in boxes], [b.upper for b in boxes], problem.pde.n_out,
-        width=net.width, depth=net.depth, activation=net.activation, periods=periods,
-        harmonics=net.periodic_harmonics, fourier_features=net.fourier_features,
-        fourier_scale=net.fourier_scale, seed=problem.cfg.case.seed, dtype=dtype)
-    if net.hard_initial:
-        model.output_transform = initial_constraint(
-            problem.pde, problem.pde.params, boxes, problem.time_axis,
-            problem.cfg.domain.time[0], dtype, device)
-    return model
 
 
 class Solver:
