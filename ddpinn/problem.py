@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ddpinn.decomposition import Decomposition, decompose
 from ddpinn.geometry import Box
-from ddpinn.interface.conditions import DEFAULT_CONDITIONS, ConditionSet
+from ddpinn.interface.conditions import DEFAULT_CONDITIONS, ConditionSet, condition_source
 from ddpinn.io.config import Config, ConfigError
 from ddpinn.pdes import PDE, get_pde_class
 
@@ -66,15 +66,14 @@ def build_problem(cfg: Config) -> Problem:
     conditions = cfg.interface.conditions
     weights = dict(cfg.interface.weights)
     if isinstance(conditions, str):
-        if not conditions.startswith("metalic:") or not conditions[len("metalic:"):]:
+        prefix, _, arg = conditions.partition(":")
+        resolve = condition_source(prefix) if arg else None
+        if resolve is None:
             raise ConfigError(f"field 'interface.conditions' = {conditions!r}: give a list of "
                               f"condition names, or \"metalic:PATH\" (a METALIC campaign file "
                               f"or state) for the conditions it learnt best for these PDE "
                               f"parameters")
-        from ddpinn.metalic import resolve_conditions
-
-        conditions = ConditionSet.of(
-            resolve_conditions(conditions[len("metalic:"):], pde.name, pde.params))
+        conditions = ConditionSet.of(resolve(arg, pde.name, pde.params))
         # weights of conditions the campaign did not pick do not apply
         weights = {k: v for k, v in weights.items() if k in conditions}
     try:

@@ -21,6 +21,7 @@ gres     gradient of the residual                                     (S, n, q*d
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -149,6 +150,30 @@ def get_condition(name: str, where: str = "interface.conditions") -> Condition:
         raise ValueError(f"field {where!r} names {name!r}, which is not an "
                          f"interface condition; choose from: {', '.join(CONDITIONS)}")
     return CONDITIONS[name]
+
+
+# -- condition-set sources: ``interface.conditions = "PREFIX:ARG"`` --------------------------
+#: Resolvers registered by optional layers: prefix -> ``resolve(arg, pde_name, params)``
+#: returning the condition names for a PDE with these parameters.
+CONDITION_SOURCES: dict = {}
+#: Known prefixes -> the module that registers their resolver when imported; the core never
+#: imports these layers itself, only by name when a case asks for one.
+CONDITION_SOURCE_MODULES = {"metalic": "ddpinn.metalic"}
+
+
+def register_condition_source(prefix: str, resolve: Callable) -> Callable:
+    """Register ``resolve(arg, pde_name, params) -> condition names`` for case strings
+    ``interface.conditions = "PREFIX:ARG"``."""
+    CONDITION_SOURCES[prefix] = resolve
+    return resolve
+
+
+def condition_source(prefix: str):
+    """The resolver of ``prefix``, importing its module from :data:`CONDITION_SOURCE_MODULES`
+    on first use; None when the prefix is unknown."""
+    if prefix not in CONDITION_SOURCES and prefix in CONDITION_SOURCE_MODULES:
+        importlib.import_module(CONDITION_SOURCE_MODULES[prefix])
+    return CONDITION_SOURCES.get(prefix)
 
 
 KINDS = ("space", "time")

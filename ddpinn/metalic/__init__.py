@@ -13,8 +13,11 @@ Modules: :mod:`arms`, :mod:`contexts`, :mod:`model` (GP), :mod:`bandit` (decisio
 :mod:`synthetic` (reward functions with a known best arm), :mod:`commands` (the CLI).
 
 Nothing here is imported by ``ddpinn run`` unless a case says ``conditions = "metalic:PATH"``;
-scikit-learn is needed only then.
+scikit-learn is needed only then: this package registers that condition source (see
+:func:`ddpinn.interface.conditions.register_condition_source`) when imported.
 """
+from ddpinn.interface.conditions import register_condition_source
+
 
 
 def resolve_conditions(path, pde_name: str, params: dict):
@@ -23,6 +26,9 @@ def resolve_conditions(path, pde_name: str, params: dict):
     from ddpinn.metalic.suggest import resolve_conditions as _resolve
 
     return _resolve(path, pde_name, params)
+
+
+register_condition_source("metalic", resolve_conditions)
 
 
 __all__ = ["resolve_conditions"]
