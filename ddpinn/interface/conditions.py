@@ -38,7 +38,8 @@ class Condition:
 
 CONDITIONS: dict = {}
 
-# XPINN's pair: average-solution continuity plus residual continuity.
+# XPINN's pair: average-solution continuity plus residual continuity. The one definition of
+# the default: interface.conditions of a case (ddpinn.io.config) and METALIC's default arm.
 DEFAULT_CONDITIONS = ("average_solution", "residual_continuity")
 
 

@@ -82,10 +82,17 @@ class CausalSection:
     threshold: float = 0.99  # next epsilon once the smallest weight exceeds this
 
 
+def _default_conditions() -> list:
+    """XPINN's pair, :data:`ddpinn.interface.conditions.DEFAULT_CONDITIONS` (imported when a
+    config is built: the conditions module imports torch)."""
+    from ddpinn.interface.conditions import DEFAULT_CONDITIONS
+
+    return list(DEFAULT_CONDITIONS)
+
+
 @dataclass
 class InterfaceSection:
-    conditions: Union[list, str, dict] = field(
-        default_factory=lambda: ["average_solution", "residual_continuity"])
+    conditions: Union[list, str, dict] = field(default_factory=lambda: _default_conditions())
     weights: dict = field(default_factory=dict)
 
 
