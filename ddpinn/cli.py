@@ -26,6 +26,7 @@ log = logging.getLogger("ddpinn")
 def cmd_info(args) -> int:
     from ddpinn.decomposition import partition
     from ddpinn.interface.conditions import needed_quantities
+    from ddpinn.interface.quantities import values_per_point
     from ddpinn.parallel import SerialComm
     from ddpinn.parallel.errors import DDPINNError
     from ddpinn.training.footprint import peak_rss_bytes, tensor_bytes
@@ -53,11 +54,7 @@ def cmd_info(args) -> int:
     print(f"grid {list(d.grid)} -> {d.n_subdomains} subdomains, {len(d.interfaces)} interfaces "
           f"({kinds['space']} space, {kinds['time']} time)")
     q = needed_quantities(problem.conditions.names)
-    width = {"u": pde.n_out, "res": None, "dn": pde.n_out, "dnn": pde.n_out,
-             "dtt": pde.n_out * d.box.dim, "flux": pde.n_out, "gres": None}
-    n_eq = _n_equations(problem)
-    per_point = sum(width[k] if width[k] is not None else
-                    (n_eq if k == "res" else n_eq * d.box.dim) for k in q)
+    per_point = values_per_point(q, pde.n_out, _n_equations(problem), d.box.dim)
     print(f"conditions {problem.conditions}; exchanged per point: "
           f"{', '.join(q)} = {per_point} values")
     n_if = cfg.points.interface

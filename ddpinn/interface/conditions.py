@@ -5,19 +5,9 @@ Each condition receives ``mine`` and ``other``, dicts of interface quantities sh
 ``other`` is detached by the caller. A condition is zero when the two sides agree (and,
 for the residual-type conditions, when they satisfy the PDE).
 
-Quantities (a condition declares which it needs; only those are computed and exchanged):
-
-=======  ===========================================================  ==========
-name     meaning                                                      shape
-=======  ===========================================================  ==========
-u        outputs                                                      (S, n, m)
-res      PDE residual                                                 (S, n, q)
-dn       derivative along the interface normal axis                   (S, n, m)
-dnn      second derivative along the normal axis                      (S, n, m)
-dtt      second derivatives along each tangential axis (normal: 0)    (S, n, m*d)
-flux     the PDE's flux along the normal axis                         (S, n, m)
-gres     gradient of the residual                                     (S, n, q*d)
-=======  ===========================================================  ==========
+Quantities (a condition declares which it needs; only those are computed and exchanged)
+are the registry :data:`ddpinn.interface.quantities.QUANTITIES` (name -> width and
+computation), re-exported here and from :mod:`ddpinn.interface`.
 """
 from __future__ import annotations
 
@@ -27,9 +17,8 @@ from typing import Callable
 
 import torch
 
+from ddpinn.interface.quantities import QUANTITIES
 from ddpinn.nn.batched import row_mean
-
-QUANTITIES = ("u", "res", "dn", "dnn", "dtt", "flux", "gres")
 
 
 @dataclass(frozen=True)
@@ -50,7 +39,8 @@ class Condition:
 
 CONDITIONS: dict = {}
 
-# XPINN's pair: average-solution continuity plus residual continuity.
+# XPINN's pair: average-solution continuity plus residual continuity. The one definition of
+# the default: interface.conditions of a case (ddpinn.io.config) and METALIC's default arm.
 DEFAULT_CONDITIONS = ("average_solution", "residual_continuity")
 
 

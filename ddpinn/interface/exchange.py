@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ddpinn.interface.conditions import CONDITIONS
+from ddpinn.interface.quantities import (  # noqa: F401 (gather_sides, select_axis: public here)
+    compute_quantities, gather_sides, select_axis)
 
 
 class InterfacePlan:
@@ -92,49 +94,13 @@ class InterfacePlan:
         return self.n_points * sum(len(v) for v in self.remote.values())
 
 
-def gather_sides(plan: InterfacePlan, full: torch.Tensor) -> torch.Tensor:
-    """Rows of the interface sides: full (E, N, ...) -> (S, n, ...)."""
-    flat = full.reshape(-1, *full.shape[2:])
-    return flat[plan.rows.reshape(-1)].reshape(plan.n_sides, plan.n_points, *full.shape[2:])
-
-
-def select_axis(plan: InterfacePlan, t: torch.Tensor) -> torch.Tensor:
-    """Pick each side's normal axis from the last dim: (S, n, c, d) -> (S, n, c)."""
-    idx = plan.axis.view(-1, 1, 1, 1).expand(*t.shape[:-1], 1)
-    return t.gather(-1, idx).squeeze(-1)
-
-
 def interface_values(plan, fields, residual, pde, params, quantities) -> dict:
     """This rank's side values of the requested quantities, each (S, n, c).
 
-    Only what is named in ``quantities`` is computed (see
-    :mod:`ddpinn.interface.conditions` for the list).
+    Only what is named in ``quantities`` is computed, in the order of the registry
+    :data:`ddpinn.interface.quantities.QUANTITIES`.
     """
-    out = {}
-    m, d = pde.n_out, fields.x.shape[-1]
-    if "u" in quantities:
-        out["u"] = gather_sides(plan, fields.u)
-    if "res" in quantities:
-        out["res"] = gather_sides(plan, residual)
-    if "dn" in quantities:
-        grads = torch.stack([fields.grad(k) for k in range(m)], dim=-2)  # (E, N, m, d)
-        out["dn"] = select_axis(plan, gather_sides(plan, grads))
-    if "dnn" in quantities or "dtt" in quantities:
-        diag = torch.stack([torch.stack([fields.d2(k, a, a) for a in range(d)], dim=-1)
-                            for k in range(m)], dim=-2)  # (E, N, m, d)
-        sides = gather_sides(plan, diag)
-        if "dnn" in quantities:
-            out["dnn"] = select_axis(plan, sides)
-        if "dtt" in quantities:
-            normal = torch.nn.functional.one_hot(plan.axis, d).to(sides.dtype)
-            out["dtt"] = (sides * (1 - normal[:, None, None, :])).flatten(-2)
-    if "flux" in quantities:
-        out["flux"] = select_axis(plan, gather_sides(plan, pde.flux(fields, params)))
-    if "gres" in quantities:
-        g = torch.stack([fields.grad_of(residual[..., j]) for j in range(residual.shape[-1])],
-                        dim=-2)  # (E, N, q, d)
-        out["gres"] = gather_sides(plan, g).flatten(-2)
-    return out
+    return compute_quantities(plan, fields, residual, pde, params, quantities)
 
 
 def post(plan, comm, values: dict):

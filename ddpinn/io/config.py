@@ -82,10 +82,17 @@ class CausalSection:
     threshold: float = 0.99  # next epsilon once the smallest weight exceeds this
 
 
+def _default_conditions() -> list:
+    """XPINN's pair, :data:`ddpinn.interface.conditions.DEFAULT_CONDITIONS` (imported when a
+    config is built: the conditions module imports torch)."""
+    from ddpinn.interface.conditions import DEFAULT_CONDITIONS
+
+    return list(DEFAULT_CONDITIONS)
+
+
 @dataclass
 class InterfaceSection:
-    conditions: Union[list, str, dict] = field(
-        default_factory=lambda: ["average_solution", "residual_continuity"])
+    conditions: Union[list, str, dict] = field(default_factory=lambda: _default_conditions())
     weights: dict = field(default_factory=dict)
 
 
@@ -172,15 +179,11 @@ class Config:
 
 
 REQUIRED = {"domain.lower", "domain.upper", "pde.name", "decomposition.grid"}
-DTYPES = ("float32", "float64")
-# Optimizers and schedules: their registries (ddpinn.training.optimizers, .schedules), imported
-# when a case is validated (the training modules import torch; config stays light).
-ACTIVATIONS = ("tanh", "sin", "gelu", "silu")
-BACKENDS = ("mpi4py", "torch", "horovod", "auto")
+# Choices with a registry elsewhere (dtypes, activations, derivative engines, backends,
+# resamplers, optimizers, schedules) are read from it when a case is validated (see
+# _registry_choices; the training modules import torch, config stays light).
 WAITS = ("auto", "spin", "yield")
 DEVICES = ("cpu", "cuda", "auto")
-# Point updates every points.resample_every steps (see ddpinn.training.resampling).
-RESAMPLERS = ("uniform", "r3")
 
 
 def _allowed(cls) -> list:
@@ -320,17 +323,17 @@ def validate(cfg: Config) -> None:
         for key in ("lr", "decay_rate"):
             if not getattr(st, key) > 0:
                 raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
-    check_choice("case.dtype", cfg.case.dtype, DTYPES)
-    check_choice("network.activation", cfg.network.activation, ACTIVATIONS)
-    check_choice("network.derivatives", cfg.network.derivatives, ("taylor", "autograd"))
-    check_choice("parallel.backend", cfg.parallel.backend, BACKENDS)
+    choices = _registry_choices()
+    for path in ("case.dtype", "network.activation", "network.derivatives", "parallel.backend"):
+        section, key = path.split(".")
+        check_choice(path, getattr(getattr(cfg, section), key), choices[path])
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
     check_choice("parallel.wait", cfg.parallel.wait, WAITS)
     from ddpinn.training.schedules import SCHEDULES
 
     for i, st in enumerate(cfg.stages):
         check_choice(f"stages[{i}].schedule", st.schedule, list(SCHEDULES))
-    check_choice("points.resample", cfg.points.resample, RESAMPLERS)
+    check_choice("points.resample", cfg.points.resample, choices["points.resample"])
     if cfg.points.resample == "r3" and cfg.points.resample_every < 1:
         raise ConfigError(f"field 'points.resample_every' = {cfg.points.resample_every!r} "
                           f"must be >= 1 with points.resample = 'r3' (steps between updates)")
@@ -350,6 +353,19 @@ def validate(cfg: Config) -> None:
                           f"({', '.join(cfg.axis_names)})")
     # Names of PDEs and conditions are checked against their registries by the caller
     # (``ddpinn.problem.build``), which knows what is installed.
+
+
+def _registry_choices() -> dict:
+    """Allowed values of the fields whose choices are registries: {field path: names}."""
+    from ddpinn.nn.experts import ACTIVATIONS
+    from ddpinn.nn.taylor import ENGINES
+    from ddpinn.parallel.backends import BACKENDS
+    from ddpinn.training.resampling import RESAMPLERS
+    from ddpinn.training.solver import DTYPES
+
+    return {"case.dtype": list(DTYPES), "network.activation": list(ACTIVATIONS),
+            "network.derivatives": list(ENGINES), "parallel.backend": [*BACKENDS, "auto"],
+            "points.resample": list(RESAMPLERS)}
 
 
 def _optimizer_class(path: str, name):

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ddpinn.io.atomic import atomic_write_text
+from ddpinn.interface.conditions import DEFAULT_CONDITIONS
 from ddpinn.io.config import ConfigError
 
-XPINN_DEFAULT = ("average_solution", "residual_continuity")
+XPINN_DEFAULT = DEFAULT_CONDITIONS  # the default arm: XPINN's pair
 RESULTS = "results.json"
 
 
