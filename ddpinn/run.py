@@ -260,7 +260,8 @@ def _run(args, comm) -> int:
     comm.barrier()
     log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s; "
              "run %s in %s", __version__, cfg.case.name, problem.pde.name,
-             problem.decomposition.n_subdomains, comm.size, threads, cfg.case.dtype,
+             problem.decomposition.n_subdomains, comm.size, threads,
+             " then ".join(dict.fromkeys(st.dtype for st in cfg.stages)) or cfg.case.dtype,
              start.run_id[:8], run_dir)
     _log_footprint(comm, solver, {"problem": t_problem, **solver.setup_seconds})
     try:
@@ -297,7 +298,8 @@ def _run(args, comm) -> int:
     if comm.rank == 0:
         if diagnostics is not None:
             _write_diagnostics(problem, grid, diagnostics, run_dir)
-        _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed)
+        _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed,
+                       solver.dtype)
     comm.barrier()
     return 0
 
@@ -330,8 +332,9 @@ def _log_footprint(comm, solver, setup_seconds=None) -> None:
         log.info("set-up (max / mean over ranks): %s", format_times(times))
 
 
-def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
+def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, dtype):
     from ddpinn.io.netcdf import write_solution
+    from ddpinn.training.precision import dtype_name
 
     shape = grid.shape
     fields = {n: pred[:, k].reshape(shape) for k, n in enumerate(problem.pde.outputs)}
@@ -346,7 +349,9 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed):
              if any(c != problem.conditions for c in problem.stage_conditions)
              else str(problem.conditions),
              "reference": grid.source, "training_seconds": float(elapsed), **errors}
-    write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs)
+    # In the run's final precision (the last stage's): f4 variables after a float32 run.
+    write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs,
+                   dtype=dtype_name(dtype))
     (run_dir / "errors.json").write_text(json.dumps(errors, indent=1) + "\n")
     for k, v in errors.items():
         log.info("relative L2 error %s = %.3e", k[3:], v)

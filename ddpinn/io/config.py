@@ -18,6 +18,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
+from ddpinn.io.config_stages import StageSection, optimizer_class, validate_stages  # noqa: F401
+
 
 class ConfigError(ValueError):
     """A case file or override that cannot be used; the message names the field."""
@@ -103,22 +105,6 @@ class LossSection:
     residual: Union[float, list, dict] = 1.0
     boundary: float = 10.0
     data: float = 10.0
-
-
-@dataclass
-class StageSection:
-    optimizer: str = "adam"
-    steps: int = 1000
-    lr: Optional[float] = None  # default by optimizer: its adapter's default_lr
-    schedule: str = "constant"
-    decay_rate: float = 0.5
-    decay_steps: int = 1000
-    history: int = 50
-    max_evals: int = 25
-    # interface conditions of this stage (default: the case's): a list or {space, time}
-    conditions: Optional[Union[list, dict]] = None
-    causal: bool = True  # causal weights in this stage (when [causal] chunks > 0)
-    resample: bool = True  # points change in this stage (points.resample_every > 0)
 
 
 @dataclass
@@ -312,27 +298,13 @@ def validate(cfg: Config) -> None:
     for path, value, low in _minimums(cfg):
         if value < low:
             raise ConfigError(f"field {path!r} = {value!r} must be >= {low}")
-    for i, st in enumerate(cfg.stages):
-        optimizer = _optimizer_class(f"stages[{i}].optimizer", st.optimizer)
-        if st.lr is None:
-            st.lr = optimizer.default_lr
-        elif isinstance(st.lr, bool) or not isinstance(st.lr, (int, float)):
-            raise ConfigError(f"field 'stages[{i}].lr' = {st.lr!r} has the wrong type: "
-                              f"expected a number")
-        st.lr = float(st.lr)
-        for key in ("lr", "decay_rate"):
-            if not getattr(st, key) > 0:
-                raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
     choices = _registry_choices()
     for path in ("case.dtype", "network.activation", "network.derivatives", "parallel.backend"):
         section, key = path.split(".")
         check_choice(path, getattr(getattr(cfg, section), key), choices[path])
+    validate_stages(cfg, choices["case.dtype"])  # after case.dtype: a stage's default
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
     check_choice("parallel.wait", cfg.parallel.wait, WAITS)
-    from ddpinn.training.schedules import SCHEDULES
-
-    for i, st in enumerate(cfg.stages):
-        check_choice(f"stages[{i}].schedule", st.schedule, list(SCHEDULES))
     check_choice("points.resample", cfg.points.resample, choices["points.resample"])
     if cfg.points.resample == "r3" and cfg.points.resample_every < 1:
         raise ConfigError(f"field 'points.resample_every' = {cfg.points.resample_every!r} "
@@ -366,22 +338,6 @@ def _registry_choices() -> dict:
     return {"case.dtype": list(DTYPES), "network.activation": list(ACTIVATIONS),
             "network.derivatives": list(ENGINES), "parallel.backend": [*BACKENDS, "auto"],
             "points.resample": list(RESAMPLERS)}
-
-
-def _optimizer_class(path: str, name):
-    """The adapter class of an optimizer name (registered, or ``"package.module:ClassName"``,
-    imported here), or a :class:`ConfigError` naming the choices."""
-    from ddpinn.training.optimizers import OPTIMIZERS, get_optimizer_class
-
-    if isinstance(name, str) and ":" in name:
-        try:
-            return get_optimizer_class(name)
-        except ValueError as exc:
-            raise ConfigError(f"field {path!r}: {exc}") from None
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"field {path!r} = {name!r} is not allowed; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}, or 'package.module:ClassName'")
-    return OPTIMIZERS[name]
 
 
 def _validate_causal(cfg: Config) -> None:
@@ -433,10 +389,6 @@ def _minimums(cfg: Config):
     out += [("output.reference_n", cfg.output.reference_n, 0)]
     out += [("parallel.threads", cfg.parallel.threads, 0),
             ("parallel.replicas", cfg.parallel.replicas, 1)]
-    for i, st in enumerate(cfg.stages):
-        out += [(f"stages[{i}].{k}", getattr(st, k), low)
-                for k, low in (("steps", 0), ("decay_steps", 1), ("history", 1),
-                               ("max_evals", 1))]
     return out
 
 

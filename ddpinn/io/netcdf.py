@@ -1,8 +1,9 @@
 """Solutions on a tensor grid <-> CF-1.8 NetCDF4 files.
 
 One file holds one solution on a rectilinear grid: a dimension and a coordinate variable per
-axis (``x``, ``y``, ``z``, ``t``), one float64 variable per output (``u``, ``v``, ``p``, ...)
-and optionally its pointwise error (``u_error``). Files are written atomically: a reader (or a
+axis (``x``, ``y``, ``z``, ``t``), one variable per output (``u``, ``v``, ``p``, ...) in the
+run's final precision (float64 or float32, the global ``dtype`` attribute says which) and
+optionally its pointwise error (``u_error``). Files are written atomically: a reader (or a
 crashed job) never sees a half-written ``solution.nc``.
 
 Only rank 0 writes; nothing here is collective.
@@ -22,6 +23,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 CONVENTIONS = "CF-1.8"
 ERROR_SUFFIX = "_error"
+# NetCDF variable type of the fields and errors by the run's precision
+VARIABLE_TYPES = {"float64": "f8", "float32": "f4"}
 
 # CF "axis" attribute for the axis names ddpinn uses; other names get no axis attribute.
 _CF_AXIS = {"x": "X", "y": "Y", "z": "Z", "t": "T", "time": "T"}
@@ -38,7 +41,8 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
                    fields: Mapping[str, np.ndarray],
                    errors: Optional[Mapping[str, np.ndarray]] = None,
                    attrs: Optional[Mapping[str, object]] = None,
-                   units: Optional[Mapping[str, str]] = None) -> None:
+                   units: Optional[Mapping[str, str]] = None,
+                   dtype: str = "float64") -> None:
     """Write a solution on a rectilinear grid to a CF-1.8 NetCDF4 file, atomically.
 
     Parameters
@@ -52,7 +56,7 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
     axis_values : sequence of D 1D arrays
         Grid coordinates per axis, strictly monotonic, shapes ``(n_0,)``, ..., ``(n_{D-1},)``.
     fields : dict str -> array, shape ``(n_0, ..., n_{D-1})``
-        Outputs by name (``"u"``, ``"p"``, ...); written as float64.
+        Outputs by name (``"u"``, ``"p"``, ...); written in precision ``dtype``.
     errors : dict str -> array, optional
         Pointwise error of some of the ``fields`` (same names, same shape); written as
         variables ``f"{name}_error"``.
@@ -63,6 +67,9 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
     units : dict str -> str, optional
         Units per axis or field name (default ``"1"``, nondimensional). An error variable
         takes ``units[f"{name}_error"]``, else the units of its field.
+    dtype : {"float64", "float32"}
+        Variable type of the fields and errors (``f8`` or ``f4``), also stored as the global
+        attribute ``dtype``; the coordinates are always float64.
 
     Raises
     ------
@@ -76,19 +83,22 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
     errors = _check_arrays(errors or {}, shape, "error")
     _check_names(axis_names, fields, errors)
     units = dict(units or {})
+    if dtype not in VARIABLE_TYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(VARIABLE_TYPES)}")
+    kind = VARIABLE_TYPES[dtype]
 
     with atomic_output(path) as tmp:
         # clobber=False: the temp name is fresh; never overwrite somebody else's file.
         with netCDF4.Dataset(tmp, "w", format="NETCDF4", clobber=False) as ds:
-            _write_globals(ds, attrs or {})
+            _write_globals(ds, {**(attrs or {}), "dtype": dtype})
             for name, values in zip(axis_names, coords):
                 _write_axis(ds, name, values, units.get(name, "1"))
             for name, data in fields.items():
                 _write_field(ds, name, axis_names, data, units.get(name, "1"),
-                             has_error=name in errors)
+                             has_error=name in errors, kind=kind)
             for name, data in errors.items():
                 unit = units.get(name + ERROR_SUFFIX, units.get(name, "1"))
-                _write_error(ds, name, axis_names, data, unit)
+                _write_error(ds, name, axis_names, data, unit, kind)
 
 
 def _check_axes(axis_names: tuple, axis_values: Sequence[np.ndarray]) -> list:
@@ -182,8 +192,8 @@ def _write_axis(ds: netCDF4.Dataset, name: str, values: np.ndarray, unit: str) -
 
 
 def _write_field(ds: netCDF4.Dataset, name: str, dims: tuple, data: np.ndarray, unit: str,
-                 has_error: bool) -> None:
-    var = ds.createVariable(name, "f8", dims, zlib=True, complevel=4)
+                 has_error: bool, kind: str = "f8") -> None:
+    var = ds.createVariable(name, kind, dims, zlib=True, complevel=4)
     var[:] = data
     var.units = unit
     var.long_name = f"{name} predicted by ddpinn"
@@ -192,8 +202,8 @@ def _write_field(ds: netCDF4.Dataset, name: str, dims: tuple, data: np.ndarray, 
 
 
 def _write_error(ds: netCDF4.Dataset, name: str, dims: tuple, data: np.ndarray,
-                 unit: str) -> None:
-    var = ds.createVariable(name + ERROR_SUFFIX, "f8", dims, zlib=True, complevel=4)
+                 unit: str, kind: str = "f8") -> None:
+    var = ds.createVariable(name + ERROR_SUFFIX, kind, dims, zlib=True, complevel=4)
     var[:] = data
     var.units = unit
     var.long_name = f"pointwise error of {name}"

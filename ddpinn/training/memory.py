@@ -30,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from ddpinn.training.optimizers import get_optimizer_class
+from ddpinn.training.precision import largest_dtype  # the widest stage precision counts
 
 MB = 2.0 ** 20
 
@@ -99,7 +100,7 @@ def _probe(problem, n_rows: int) -> tuple:
     from ddpinn.training.experts import DTYPES, make_experts
 
     cfg, pde, decomp = problem.cfg, problem.pde, problem.decomposition
-    dtype = DTYPES[cfg.case.dtype]
+    dtype = DTYPES[largest_dtype(cfg)]
     sids = list(range(min(_PROBE_EXPERTS, decomp.n_subdomains)))
     model = make_experts(problem, sids, dtype)
     g = torch.Generator().manual_seed(0)
@@ -192,8 +193,8 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     replicas = cfg.parallel.replicas
     E = experts_per_rank(d.n_subdomains, max(1, ranks // replicas))
     N = padded_rows(d, cfg.points, problem.time_axis, replicas)
-    itemsize = torch.empty(0, dtype=DTYPES[cfg.case.dtype]).element_size()
-    one = list(make_experts(problem, [0], DTYPES[cfg.case.dtype]).parameters())
+    itemsize = torch.empty(0, dtype=DTYPES[largest_dtype(cfg)]).element_size()
+    one = list(make_experts(problem, [0], DTYPES[largest_dtype(cfg)]).parameters())
     per_expert_params = float(sum(p.numel() for p in one) * itemsize)
     largest_param = E * max(p.numel() for p in one) * itemsize
     params = E * per_expert_params

@@ -28,6 +28,7 @@ from ddpinn.parallel.replicas import make_layout
 from ddpinn.training.loss import local_loss
 from ddpinn.training.memory import LARGE_SETUP
 from ddpinn.training.points import build_points
+from ddpinn.training.precision import first_dtype
 from ddpinn.training.resampling import r3_points
 
 log = logging.getLogger("ddpinn")
@@ -48,7 +49,7 @@ class Solver:
         self.problem, self.cfg, self.comm, self.device = problem, cfg, comm, device
         self.pde = problem.pde
         self.decomposition = problem.decomposition
-        self.dtype = DTYPES[cfg.case.dtype]
+        self.dtype = DTYPES[first_dtype(cfg)]  # later stages may convert it (precision.py)
         # Wall seconds of each set-up phase on this rank (points and plan: the latest draw).
         self.setup_seconds = {}
         t0 = time.perf_counter()

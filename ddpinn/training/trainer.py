@@ -16,8 +16,10 @@ from ddpinn.io.metrics import MetricsWriter
 from ddpinn.parallel.errors import DDPINNError
 from ddpinn.training.evaluate import evaluate
 from ddpinn.training.optimizers import build_optimizer
+from ddpinn.training.precision import convert_solver, dtype_name
 from ddpinn.training.resampling import RESAMPLERS
 from ddpinn.training.schedules import lr_factor
+from ddpinn.training.stage_rules import STEPS, StageRules
 
 log = logging.getLogger("ddpinn")
 
@@ -75,6 +77,10 @@ class Trainer:
         self.max_rollbacks = 3
         self.stop_signal = 0  # set by a signal handler; acted on at the next step boundary
         self._stop_requested = False  # any rank's stop flag, as of the last step record
+        self.rules = None  # StageRules of the current stage
+        # The stage's wall clock: [minutes used before this job's part, perf_counter start]
+        self._wall = [0.0, time.perf_counter()]
+        self.stage_minutes = 0.0  # rank 0's, reduced with the last step record
 
     # -- optimizers ----------------------------------------------------------------------
     def _make_optimizer(self, stage):
@@ -82,6 +88,22 @@ class Trainer:
         s = self.solver
         s.set_conditions(s.problem.stage_conditions[self.stage_index])
         return build_optimizer(s, stage, stage.lr * self.lr_scale)
+
+    def _enter_stage(self, stage) -> None:
+        """Start ``stage`` afresh: its precision (converting the solver), its stopping rules
+        and wall clock, then its optimizer (on the converted parameters)."""
+        if convert_solver(self.solver, stage.dtype):
+            log.info("stage %d computes in %s", self.stage_index, stage.dtype)
+        self.rules = StageRules(stage)
+        self._set_wall(0.0)
+        self.optimizer = self._make_optimizer(stage)
+
+    def _set_wall(self, minutes: float) -> None:
+        self._wall = [float(minutes), time.perf_counter()]
+
+    def _wall_minutes(self) -> float:
+        """Wall minutes of the current stage on this rank's clock, restarts included."""
+        return self._wall[0] + (time.perf_counter() - self._wall[1]) / 60.0
 
     # -- checkpoints ---------------------------------------------------------------------
     def _named_model(self):
@@ -105,7 +127,10 @@ class Trainer:
         # One replica per group writes the group's experts (the records are keyed by sid).
         experts = checkpoint.pack(dist, s.sids) if s.layout.replica == 0 else None
         scalars.update(global_step=self.global_step, stage_index=self.stage_index,
-                       stage_step=self.stage_step, epoch=s.epoch, lr_scale=self.lr_scale)
+                       stage_step=self.stage_step, epoch=s.epoch, lr_scale=self.lr_scale,
+                       dtype=dtype_name(s.dtype), stage_minutes=self._wall_minutes())
+        if self.rules is not None:
+            scalars.update(self.rules.state())
         return experts, shared, scalars
 
     def save_checkpoint(self):
@@ -131,6 +156,10 @@ class Trainer:
                               f"{list(s.decomposition.grid)}: it belongs to another decomposition")
         shared = state["shared"]
         stacked = checkpoint.gather_sids(state, s.sids)
+        # The precision of the checkpoint's stage (older checkpoints: that stage's setting).
+        stages = self.cfg.stages
+        fallback = stages[min(sc["stage_index"], len(stages) - 1)].dtype if stages else None
+        convert_solver(s, sc.get("dtype") or fallback or self.cfg.case.dtype)
         check_shapes(stacked, shared, self._named_model(), dict(s.shared))
         with torch.no_grad():
             for n, p in self._named_model().items():
@@ -148,6 +177,9 @@ class Trainer:
         if self.stage_index >= len(self.cfg.stages):
             return
         stage = self.cfg.stages[self.stage_index]
+        self.rules = StageRules(stage)
+        self.rules.load_state(sc)
+        self._set_wall(sc.get("stage_minutes", 0.0))
         self.optimizer = self._make_optimizer(stage)
         self.optimizer.load_state(stacked, shared, sc, self._named_model(), dict(s.shared))
         self.metrics.truncate(self.global_step)
@@ -177,7 +209,10 @@ class Trainer:
         state, path = checkpoint.load_newest(found)
         self.rollbacks += 1
         self.lr_scale *= 0.5
+        stage, minutes = self.stage_index, self._wall_minutes()
         self.restore(state)
+        if self.stage_index == stage:  # wall time spent since the checkpoint still counts
+            self._set_wall(minutes)
         log.warning("%s: rolled back to %s with learning rate x%g (rollback %d of %d)",
                     where, path.name, self.lr_scale, self.rollbacks, self.max_rollbacks)
 
@@ -190,21 +225,50 @@ class Trainer:
         Adam's update follows the record and is not included. Never part of the loss.
         """
         t = self.comm.times.seconds
-        # The stop flag rides along: one collective per step serves both.
+        # The stop flag and rank 0's stage minutes ride along: one collective per step serves
+        # all, and every rank takes the same stopping decisions.
+        minutes = self._wall_minutes() if self.comm.rank == 0 else 0.0
         local = np.array([step_seconds, t["compute"], t["exchange"], t["allreduce"],
-                          float(self.stop_signal != 0)])
+                          float(self.stop_signal != 0), minutes])
         total = self.comm.allreduce(local)
         self._stop_requested = bool(total[4] > 0)
+        self.stage_minutes = float(total[5])
         mean = total[:4] / self.comm.size
         return dict(zip(("time_step", "time_compute", "time_exchange", "time_allreduce"),
                         (float(v) for v in mean)))
 
-    def _record(self, stage, loss, metrics, t_start, total_steps, done_at_start, step_seconds):
+    def _stage_bound(self) -> int:
+        """Steps the current stage will run: ``steps``, or up to this one once a rule fired."""
+        if self.rules is not None and self.rules.ended_by:
+            return self.stage_step + 1
+        return self.cfg.stages[self.stage_index].steps
+
+    def _planned_steps(self) -> int:
+        """Steps of the run as now planned: those before this stage, this stage's and every
+        step of the later ones (no step of a stage that ended early is claimed)."""
+        later = sum(st.steps for st in self.cfg.stages[self.stage_index + 1:])
+        return self.global_step - self.stage_step + self._stage_bound() + later
+
+    def _apply_rules(self, stage, loss: float, row: dict) -> None:
+        """After the step's reduction: the stopping rules, on values every rank has alike.
+        The stage's last row says what ended it (``stage_end``: a rule's name or "steps")."""
+        ended = self.rules.after_step(loss, self.stage_minutes)
+        if not ended and self.stage_step + 1 >= stage.steps:
+            ended = STEPS
+        if ended:
+            row["stage_end"] = ended
+            log.info("stage %d [%s] ended by %s at step %d (loss %.4e, %d of %d steps, "
+                     "%.2f min)", self.stage_index, stage.optimizer, ended, self.global_step,
+                     loss, self.stage_step + 1, stage.steps, self.stage_minutes)
+
+    def _record(self, stage, loss, metrics, t_start, done_at_start, step_seconds):
         if not math.isfinite(loss):
             raise Diverged(loss)
         out = self.cfg.output
         row = {"step": self.global_step, "stage": self.stage_index, **metrics,
                **self._step_times(step_seconds)}
+        self._apply_rules(stage, loss, row)
+        total_steps = self._planned_steps()  # after the rules (an ended stage's rest goes)
         fresh = False
         if out.eval_every and self.test_grid is not None and self.test_grid.truth is not None \
                 and self.global_step % out.eval_every == 0:
@@ -240,7 +304,7 @@ class Trainer:
         rate = (now - clock[1]) / clock[2]
         rates[self.stage_index] = rate
         stages = self.cfg.stages
-        left = (stages[self.stage_index].steps - self.stage_step - 1) * rate
+        left = (self._stage_bound() - self.stage_step - 1) * rate
         for i in range(self.stage_index + 1, len(stages)):
             left += stages[i].steps * rates.get(i, rate)
         return left
@@ -267,16 +331,15 @@ class Trainer:
 
     def _train_stages(self):
         stages = self.cfg.stages
-        total = sum(st.steps for st in stages)
         every = self.cfg.output.checkpoint_every
         t_start, done_at_start = time.perf_counter(), self.global_step
         while self.stage_index < len(stages):
             stage = stages[self.stage_index]
             if self.optimizer is None:
-                self.optimizer = self._make_optimizer(stage)
+                self._enter_stage(stage)
             opt = self.optimizer
             self.solver.use_causal = stage.causal
-            while self.stage_step < stage.steps:
+            while self.stage_step < stage.steps and not self.rules.ended_by:
                 if stage.resample:
                     self._maybe_resample()
                 self.comm.times.reset()
@@ -287,7 +350,7 @@ class Trainer:
                 opt.set_lr(stage.lr * self.lr_scale * lr_factor(stage, self.stage_step))
 
                 def record(loss, metrics):
-                    self._record(stage, loss, metrics, t_start, total, done_at_start,
+                    self._record(stage, loss, metrics, t_start, done_at_start,
                                  time.perf_counter() - t_step)
 
                 opt.step(self.solver.closure, record)

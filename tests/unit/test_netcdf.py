@@ -67,6 +67,26 @@ def test_round_trip_2d(tmp_path):
     assert _temp_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("dtype,kind", [("float32", np.float32), ("float64", np.float64)])
+def test_fields_in_the_run_precision(tmp_path, dtype, kind):
+    """Fields and errors take the run's precision (f4 or f8) and say so in the global
+    ``dtype`` attribute; coordinates stay float64; CF attributes are unchanged."""
+    axes = _grid(6)
+    u = np.linspace(0.1, 0.7, 6) / 3.0
+    path = tmp_path / "solution.nc"
+    write_solution(path, ("x",), axes, {"u": u}, errors={"u": u * 1e-3}, dtype=dtype)
+    with netCDF4.Dataset(path) as ds:
+        assert ds["u"].dtype == kind and ds["u_error"].dtype == kind
+        assert ds["x"].dtype == np.float64 and ds.dtype == dtype
+        assert ds.Conventions == "CF-1.8" and ds["x"].axis == "X"
+    sol = read_solution(path)
+    assert sol["attrs"]["dtype"] == dtype
+    np.testing.assert_array_equal(sol["fields"]["u"], u.astype(kind).astype(np.float64))
+    with pytest.raises(ValueError, match="float16"):
+        write_solution(tmp_path / "bad.nc", ("x",), axes, {"u": u}, dtype="float16")
+    assert not (tmp_path / "bad.nc").exists()
+
+
 def test_round_trip_4d_space_time(tmp_path):
     names = ("x", "y", "z", "t")
     axes = _grid(3, 4, 5, 2)
