@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 from ddpinn import __version__
@@ -258,10 +259,10 @@ def _run(args, comm) -> int:
     if comm.rank == 0:
         write_start(start, cfg, problem, solver)
     comm.barrier()
+    dtypes = " then ".join(k for k, _ in groupby(st.dtype for st in cfg.stages))
     log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s; "
              "run %s in %s", __version__, cfg.case.name, problem.pde.name,
-             problem.decomposition.n_subdomains, comm.size, threads,
-             " then ".join(dict.fromkeys(st.dtype for st in cfg.stages)) or cfg.case.dtype,
+             problem.decomposition.n_subdomains, comm.size, threads, dtypes or cfg.case.dtype,
              start.run_id[:8], run_dir)
     _log_footprint(comm, solver, {"problem": t_problem, **solver.setup_seconds})
     try:
