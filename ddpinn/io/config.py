@@ -18,11 +18,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
+from ddpinn.io.config_errors import ConfigError, check_choice  # noqa: F401  (public here)
 from ddpinn.io.config_stages import StageSection, optimizer_class, validate_stages  # noqa: F401
-
-
-class ConfigError(ValueError):
-    """A case file or override that cannot be used; the message names the field."""
 
 
 @dataclass
@@ -254,12 +251,6 @@ def from_dict(data: dict) -> Config:
     cfg = Config(**kwargs)
     validate(cfg)
     return cfg
-
-
-def check_choice(path: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"field {path!r} = {value!r} is not allowed; "
-                          f"choose one of: {', '.join(map(str, allowed))}")
 
 
 def validate(cfg: Config) -> None:

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from ddpinn.io.config_errors import ConfigError, check_choice
+
 
 @dataclass
 class StageSection:
@@ -44,9 +46,7 @@ _RULE_BOUNDS = (
 )
 
 
-def _error(path: str, value, allowed: str):
-    from ddpinn.io.config import ConfigError
-
+def _error(path: str, value, allowed: str) -> ConfigError:
     return ConfigError(f"field {path!r} = {value!r} is not allowed: it must be {allowed}")
 
 
@@ -76,7 +76,6 @@ def _check_rules(path: str, st: StageSection) -> None:
 def optimizer_class(path: str, name):
     """The adapter class of an optimizer name (registered, or ``"package.module:ClassName"``,
     imported here), or a :class:`ConfigError` naming the choices."""
-    from ddpinn.io.config import ConfigError
     from ddpinn.training.optimizers import OPTIMIZERS, get_optimizer_class
 
     if isinstance(name, str) and ":" in name:
@@ -94,7 +93,6 @@ def validate_stages(cfg, dtypes) -> None:
     """Check and resolve every stage of ``cfg`` (lr and dtype defaults filled in).
 
     ``dtypes``: the allowed precision names. Raises ConfigError naming the field."""
-    from ddpinn.io.config import ConfigError, check_choice
     from ddpinn.training.schedules import SCHEDULES
 
     for i, st in enumerate(cfg.stages):

@@ -91,9 +91,9 @@ def test_same_trajectory_and_stops_on_1_2_and_4_ranks(runs):
         got = rows_of(runs[ranks])
         assert [(r["step"], r["stage"], r.get("stage_end")) for r in got] == \
             [(r["step"], r["stage"], r.get("stage_end")) for r in ref]
-        a = np.array([r["loss"] for r in ref])
-        b = np.array([r["loss"] for r in got])
-        assert np.max(np.abs(a - b) / np.abs(a)) <= 1e-10, ranks
+        # Every expert's arithmetic is independent of the experts a rank owns and sums
+        # over experts are exact: the same bits, in float32 and in float64.
+        assert [r["loss"] for r in got] == [r["loss"] for r in ref], ranks
 
 
 def test_checkpoints_carry_precision_and_rule_state(runs):
