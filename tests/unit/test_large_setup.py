@@ -18,7 +18,7 @@ from ddpinn.pdes import PDES
 from ddpinn.training.footprint import over_ranks, peak_rss_bytes
 from ddpinn.training.points import batch_bytes, build_points, padded_rows
 
-from tests.mpi.conftest import ROOT
+from tests.helpers import ROOT
 
 NAMES = ("x", "y", "z", "t")
 LAYOUTS = [((3, 2), (True, False), 1), ((2, 3, 2), (False, False, False), 2),
