@@ -29,8 +29,8 @@ def test_plugin_architecture_trains_invariantly_and_resumes(tmp_path):
     ckpt = load(list_checkpoints(cut / "checkpoints")[-1])
     experts = gather_sids(ckpt, sids_in(ckpt))
     # The residual network's own parameters, every subdomain's: 2 inputs, 12 wide, 1 output.
-    assert "weights.0" not in experts
-    assert experts["w.0"].shape == (4, 2, 12) and experts["w.3"].shape == (4, 12, 1)
+    assert "param/weights.0" not in experts
+    assert experts["param/w.0"].shape == (4, 2, 12) and experts["param/w.3"].shape == (4, 12, 1)
     check(run_case(2, CASE, cut, ARCH, *TINY, "stages.0.steps=8", resume="auto")[0])
     ref, one_rank, resumed = losses(whole), losses(one), losses(cut)
     assert sorted(ref) == sorted(one_rank) == sorted(resumed) == list(range(8))
