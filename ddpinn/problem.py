@@ -49,6 +49,7 @@ def build_problem(cfg: Config) -> Problem:
         raise ConfigError(f"PDE {pde.name!r} has no exact solution to draw data from: "
                           f"'points.data' and 'pde.inverse' need one")
     residual_weights = resolve_residual_weights(cfg.loss.residual, pde)
+    _check_architecture(cfg.network.architecture)
     if pde.reference and type(pde).load_reference is PDE.load_reference:
         from ddpinn.io.reference import resolve
 
@@ -129,3 +130,17 @@ def resolve_residual_weights(value, pde: PDE) -> tuple | None:
         raise ConfigError(f"field 'loss.residual.{unknown[0]}' names no equation of PDE "
                           f"{pde.name!r}; it has {listed}")
     return tuple(float(value.get(n, 1.0)) for n in names)
+
+
+def _check_architecture(name) -> None:
+    """Raise ConfigError unless ``network.architecture`` names a registered architecture or
+    an importable ``"package.module:Name"``."""
+    from ddpinn.nn.architectures import get_architecture
+
+    if not isinstance(name, str):
+        raise ConfigError(f"field 'network.architecture' = {name!r} has the wrong type: "
+                          f"expected a string")
+    try:
+        get_architecture(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -51,6 +51,9 @@ class PDESection:
 
 @dataclass
 class NetworkSection:
+    # a name in ddpinn.nn.architectures.ARCHITECTURES or "package.module:Name" (checked
+    # against the registry by ddpinn.problem.build_problem, like pde.name)
+    architecture: str = "mlp"
     width: int = 32
     depth: int = 3
     activation: str = "tanh"

@@ -9,8 +9,9 @@ arm for the Adam stage and one for the L-BFGS stage.
 
 Modules: :mod:`arms`, :mod:`contexts`, :mod:`model` (GP), :mod:`bandit` (decisions),
 :mod:`campaign` (campaign files), :mod:`state` (the locked state file), :mod:`reward`,
-:mod:`runner` (workers), :mod:`suggest`, :mod:`report`, :mod:`references` (Cole-Hopf Burgers),
-:mod:`synthetic` (reward functions with a known best arm), :mod:`commands` (the CLI).
+:mod:`runner` (workers), :mod:`suggest`, :mod:`report`, :mod:`synthetic` (reward functions
+with a known best arm, for ``[reward] source = "synthetic"``), :mod:`commands` and
+:mod:`cli` (the CLI). The Cole-Hopf Burgers reference is :mod:`ddpinn.references.burgers`.
 
 Nothing here is imported by ``ddpinn run`` unless a case says ``conditions = "metalic:PATH"``;
 scikit-learn is needed only then: this package registers that condition source (see

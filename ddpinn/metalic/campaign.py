@@ -52,7 +52,6 @@ A campaign file is TOML (data only); paths in it are relative to the file::
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import shlex
@@ -139,13 +138,6 @@ def _choice(where: str, value, allowed) -> None:
         check_choice(where, value, allowed)
     except ConfigError as exc:
         raise CampaignError(str(exc)) from None
-
-
-def per_stage_conditions_supported() -> bool:
-    """Whether ``[[stages]]`` accepts ``conditions`` (needed by two-stage campaigns that train)."""
-    from ddpinn.io.config import StageSection
-
-    return "conditions" in {f.name for f in dataclasses.fields(StageSection)}
 
 
 def _toml_value(v) -> str:
@@ -264,14 +256,9 @@ class Campaign:
                 raise CampaignError("field 'campaign.case' is required (the case file every "
                                     "round trains) unless reward.source = \"synthetic\"")
             if r.source == "reference":
-                from ddpinn.metalic.references import REFERENCES
+                from ddpinn.references.burgers import REFERENCES
 
                 _choice("reward.reference", r.reference, tuple(REFERENCES))
-            if s.stages == 2 and not per_stage_conditions_supported():
-                raise CampaignError(
-                    "field 'campaign.stages' = 2 needs per-stage interface conditions in the "
-                    "trainer ('conditions' in [[stages]]), which this ddpinn does not have yet; "
-                    "use stages = 1 (or reward.source = \"synthetic\" to exercise the bandit)")
             if check_case:
                 self._check_case()
 

@@ -1,4 +1,4 @@
-"""``ddpinn metalic ...``: campaign commands (the parser entries live in :mod:`ddpinn.cli`).
+"""``ddpinn metalic ...``: campaign commands (their arguments: :mod:`ddpinn.metalic.cli`).
 
 run CAMPAIGN           train rounds here until the campaign's budget is issued and done
 work CAMPAIGN -r K     claim, train and record at most K rounds (a Slurm array task)

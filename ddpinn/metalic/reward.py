@@ -7,7 +7,7 @@ Sources (``[reward] source``):
 ``metric``     the last value of column ``key`` of the run's ``metrics.jsonl`` (e.g. a
                validation or training residual, for PDEs without any reference);
 ``reference``  the relative L2 error of the run's ``solution.nc`` against a reference that
-               :mod:`ddpinn.metalic.references` computes at the round's PDE parameters (Burgers
+               :mod:`ddpinn.references.burgers` computes at the round's PDE parameters (Burgers
                by Cole-Hopf: the case's data file holds one viscosity only);
 ``synthetic``  a known function of context and arms plus noise (no training).
 
@@ -65,7 +65,7 @@ def final_value(campaign, rnd: dict, run_dir: Path) -> float:
 def reference_error(campaign, rnd: dict, run_dir: Path) -> float:
     """Relative L2 error of ``solution.nc`` against the campaign's computed reference."""
     from ddpinn.io.netcdf import read_solution
-    from ddpinn.metalic.references import REFERENCES
+    from ddpinn.references.burgers import REFERENCES
 
     sol = read_solution(run_dir / "solution.nc")
     field = campaign.reward.key[3:] if campaign.reward.key.startswith("l2_") else "u"

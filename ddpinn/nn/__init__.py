@@ -1,5 +1,7 @@
-from ddpinn.nn.experts import BatchedMLP
+from ddpinn.nn.experts import BatchedExperts, BatchedMLP
 from ddpinn.nn.derivatives import Fields
 from ddpinn.nn.taylor import ENGINES, TaylorFields, make_fields
+from ddpinn.nn.architectures import ARCHITECTURES, ExpertSpec, register_architecture
 
-__all__ = ["BatchedMLP", "Fields", "TaylorFields", "make_fields", "ENGINES"]
+__all__ = ["ARCHITECTURES", "BatchedExperts", "BatchedMLP", "ExpertSpec", "Fields",
+           "TaylorFields", "make_fields", "register_architecture", "ENGINES"]

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ddpinn.nn.activations import ACTIVATIONS, differentiable_activation
 from ddpinn.nn.batched import baddbmm, bmm
+from ddpinn.nn.encoding import BASE_BLOCKS, EncodingLayout
 
-ACTIVATIONS = {"tanh": torch.tanh, "sin": torch.sin,
-               "gelu": nn.functional.gelu, "silu": nn.functional.silu}
+__all__ = ["ACTIVATIONS", "BatchedExperts", "BatchedMLP", "expert_generator"]
 
 
 def expert_generator(seed: int, sid: int, stream: int = 0) -> torch.Generator:
@@ -25,8 +26,62 @@ def expert_generator(seed: int, sid: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> 1))
 
 
-class BatchedMLP(nn.Module):
-    """Stacked MLP experts with per-subdomain input normalisation.
+class BatchedExperts(nn.Module):
+    """Base of every network architecture: E experts evaluated as one batch.
+
+    An architecture (:mod:`ddpinn.nn.architectures`) subclasses this and implements
+    :meth:`network`. Every parameter holds expert ``e``'s part at index ``e`` of axis 0:
+    that is how optimizers, checkpoints (keyed by sid) and the rank-count invariance see the
+    experts. Each expert's arithmetic must not depend on how many experts are batched: use
+    the products of :mod:`ddpinn.nn.batched`, and draw expert ``e``'s initial weights from
+    :func:`expert_generator` with its sid.
+
+    Parameters
+    ----------
+    sids : list of int, length E
+        Subdomain ids of the experts, in the order of the batch dimension.
+    """
+
+    def __init__(self, sids):
+        super().__init__()
+        self.sids = [int(s) for s in sids]
+        self.output_transform = None  # a map of the outputs, e.g. a hard initial condition
+
+    @property
+    def n_experts(self) -> int:
+        return len(self.sids)
+
+    def supports_taylor(self) -> bool:
+        """Whether the Taylor-mode engine can differentiate this model (else: autograd)."""
+        return False
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        """The networks alone: x (E, N, dim) -> (E, N, out_dim)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (E, N, dim) -> outputs (E, N, out_dim), constrained by ``output_transform``
+        when one is set (:class:`~ddpinn.nn.constraints.InitialConstraint`)."""
+        h = self.network(x)
+        return h if self.output_transform is None else self.output_transform.apply(x, h)
+
+    # -- per-subdomain state (checkpoints keyed by sid) -----------------------------------
+    def expert_state(self) -> dict:
+        """{sid: {name: tensor}} with each expert's own slice of every parameter."""
+        named = dict(self.named_parameters())
+        return {sid: {n: p[e].detach().clone() for n, p in named.items()}
+                for e, sid in enumerate(self.sids)}
+
+    def load_expert_state(self, states: dict) -> None:
+        """Inverse of :meth:`expert_state`; ``states`` must hold every local sid."""
+        with torch.no_grad():
+            for n, p in self.named_parameters():
+                p.copy_(torch.stack([states[sid][n] for sid in self.sids]).to(p.dtype))
+
+
+class BatchedMLP(BatchedExperts):
+    """Stacked MLP experts with per-subdomain input normalisation (architecture
+    ``"mlp"``).
 
     Parameters
     ----------
@@ -51,9 +106,7 @@ class BatchedMLP(nn.Module):
     def __init__(self, sids, lower, upper, out_dim, width=32, depth=3, activation="tanh",
                  periods=None, harmonics=2, fourier_features=0, fourier_scale=1.0, seed=0,
                  dtype=torch.float64):
-        super().__init__()
-        self.sids = [int(s) for s in sids]
-        self.output_transform = None  # a map of the outputs, e.g. a hard initial condition
+        super().__init__(sids)
         lower = torch.as_tensor(np.asarray(lower, float), dtype=dtype)
         upper = torch.as_tensor(np.asarray(upper, float), dtype=dtype)
         dim = lower.shape[-1]
@@ -67,8 +120,11 @@ class BatchedMLP(nn.Module):
         self.register_buffer("periodic_freq", torch.stack(
             [2 * math.pi * k / periods[a] for a in self.periodic_axes])
             if self.periodic_axes else torch.zeros(0, harmonics, dtype=dtype))
-        enc_dim = len(self.plain_axes) + 2 * harmonics * len(self.periodic_axes)
         self.n_fourier = int(fourier_features)
+        #: which encoding columns are which (the Taylor engine reads them from it)
+        self.layout = EncodingLayout(len(self.plain_axes), len(self.periodic_axes), harmonics,
+                                     self.n_fourier)
+        enc_dim = self.layout.base_width
         if self.n_fourier:
             b = torch.stack([torch.randn(enc_dim, self.n_fourier, dtype=torch.float64,
                                          generator=expert_generator(seed, s, 1))
@@ -96,31 +152,31 @@ class BatchedMLP(nn.Module):
                         torch.zeros(1, fan_out, dtype=torch.float64)))
         return out
 
-    @property
-    def n_experts(self) -> int:
-        return len(self.sids)
+    def supports_taylor(self) -> bool:
+        """True unless a subclass changes the forward pass or the encoding, or the
+        activation has no known derivatives."""
+        cls = type(self)
+        return (cls.network is BatchedMLP.network and cls.encode is BatchedMLP.encode
+                and cls.forward is BatchedExperts.forward
+                and differentiable_activation(self.activation) is not None)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Input features; x: (E, N, dim) -> (E, N, enc_dim)."""
-        parts = []
+        """Input features in the blocks of :attr:`layout`; x: (E, N, dim) -> (E, N, width)."""
+        blocks = {}
         if self.plain_axes:
             z = (x - self.center) / self.half_width
-            parts.append(z[..., self.plain_axes])
+            blocks["plain"] = z[..., self.plain_axes]
         if self.periodic_axes:
             # (E, N, P, 1) * (P, H) -> (E, N, P, H)
             phase = x[..., self.periodic_axes, None] * self.periodic_freq
-            parts += [torch.cos(phase).flatten(-2), torch.sin(phase).flatten(-2)]
+            blocks["periodic_cos"] = torch.cos(phase).flatten(-2)
+            blocks["periodic_sin"] = torch.sin(phase).flatten(-2)
+        parts = [blocks[b] for b in BASE_BLOCKS if b in blocks]
         z = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        if self.n_fourier:
+        if self.n_fourier:  # blocks fourier_sin, fourier_cos
             proj = bmm(z, self.fourier_b)
             z = torch.cat([z, torch.sin(proj), torch.cos(proj)], dim=-1)
         return z
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (E, N, dim) -> outputs (E, N, out_dim), constrained by ``output_transform``
-        when one is set (:class:`~ddpinn.nn.constraints.InitialConstraint`)."""
-        h = self.network(x)
-        return h if self.output_transform is None else self.output_transform.apply(x, h)
 
     def network(self, x: torch.Tensor) -> torch.Tensor:
         """The networks alone: x (E, N, dim) -> (E, N, out_dim)."""
@@ -131,16 +187,3 @@ class BatchedMLP(nn.Module):
             if i < last:
                 h = self.activation(h)
         return h
-
-    # -- per-subdomain state (checkpoints keyed by sid) -----------------------------------
-    def expert_state(self) -> dict:
-        """{sid: {name: tensor}} with each expert's own slice of every parameter."""
-        named = dict(self.named_parameters())
-        return {sid: {n: p[e].detach().clone() for n, p in named.items()}
-                for e, sid in enumerate(self.sids)}
-
-    def load_expert_state(self, states: dict) -> None:
-        """Inverse of :meth:`expert_state`; ``states`` must hold every local sid."""
-        with torch.no_grad():
-            for n, p in self.named_parameters():
-                p.copy_(torch.stack([states[sid][n] for sid in self.sids]).to(p.dtype))

@@ -12,7 +12,7 @@ import pytest
 from ddpinn.io.config import tomllib
 from ddpinn.pdes import get_pde_class
 
-from tests.mpi.conftest import ROOT, check, run_case
+from tests.helpers import ROOT, check, run_case
 
 CASES = sorted((ROOT / "cases").glob("*.toml"))
 FEW_STEPS = ("stages.0.steps=2", "stages.1.steps=1", "points.interior=64",

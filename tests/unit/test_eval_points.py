@@ -11,8 +11,8 @@ import torch
 
 from ddpinn.decomposition import decompose, owned_sids, partition
 from ddpinn.decomposition.locate import cell_edges, locate, locate_points, outside
-from ddpinn.evaluation import (MIN_CHUNK, _outputs, _with_derivatives, expert_values,
-                               parse_grid, point_errors)
+from ddpinn.eval_experts import MIN_CHUNK, expert_values, outputs, with_derivatives
+from ddpinn.evaluation import parse_grid, point_errors
 from ddpinn.geometry import Box
 from ddpinn.io.config import load
 from ddpinn.io.points_file import PointsFileError, read_points, write_points
@@ -119,16 +119,16 @@ def test_values_do_not_depend_on_the_partition(problem):
     rng = np.random.default_rng(1)
     pts = np.concatenate([rng.random((300, 2)),
                           [[x_edges[0], 0.3], [x_edges[1], y_edges[0]], [0.5, y_edges[0]]]])
-    reference = evaluate_on(problem, partition(d.grid, 1), 1, pts, _with_derivatives, 3)
+    reference = evaluate_on(problem, partition(d.grid, 1), 1, pts, with_derivatives, 3)
     assert np.isfinite(reference).all()
     for n in (2, 3, 4, 6):  # chunks of MIN_CHUNK points: several batches per expert
-        got = evaluate_on(problem, partition(d.grid, n), n, pts, _with_derivatives, 3)
+        got = evaluate_on(problem, partition(d.grid, n), n, pts, with_derivatives, 3)
         # the same to a few ulps (vectorised kernels round the tail of a batch differently)
         np.testing.assert_allclose(got, reference, rtol=1e-13, atol=1e-14)
     # an interface point is the value of the expert above it, not the one below
     sid_up = locate(pts[-3:-2], d)[0]
     model = make_experts(problem, [sid_up - 2, sid_up])
-    both = _outputs(model, torch.as_tensor(np.repeat(pts[None, -3], 2, 0)[:, None])).numpy()
+    both = outputs(model, torch.as_tensor(np.repeat(pts[None, -3], 2, 0)[:, None])).numpy()
     assert reference[-3, 0] == pytest.approx(both[1, 0, 0], abs=1e-14)
     assert abs(both[0, 0, 0] - both[1, 0, 0]) > 1e-6
 
@@ -136,14 +136,14 @@ def test_values_do_not_depend_on_the_partition(problem):
 def test_derivatives_match_finite_differences(problem):
     model = make_experts(problem, [0, 4])
     x = torch.tensor([[[0.1, 0.2], [0.3, 0.1]], [[0.8, 1.2], [0.9, 1.4]]], dtype=torch.float64)
-    got = _with_derivatives(model, x).numpy()  # u, u_x, u_y
+    got = with_derivatives(model, x).numpy()  # u, u_x, u_y
     h = 1e-6
     for a in range(2):
         step = torch.zeros(2, dtype=torch.float64)
         step[a] = h
-        fd = (_outputs(model, x + step) - _outputs(model, x - step)).numpy()[..., 0] / (2 * h)
+        fd = (outputs(model, x + step) - outputs(model, x - step)).numpy()[..., 0] / (2 * h)
         np.testing.assert_allclose(got[..., 1 + a], fd, rtol=1e-6, atol=1e-8)
-    np.testing.assert_array_equal(got[..., 0], _outputs(model, x).numpy()[..., 0])
+    np.testing.assert_array_equal(got[..., 0], outputs(model, x).numpy()[..., 0])
 
 
 # -- points files ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ddpinn.io.config import ConfigError, apply_overrides, load  # noqa: E402
 from ddpinn.metalic import runner  # noqa: E402
 from ddpinn.metalic import state as st  # noqa: E402
 from ddpinn.metalic.campaign import CampaignError, load_campaign, reward_from_value  # noqa: E402
-from ddpinn.metalic.references import burgers_cole_hopf  # noqa: E402
+from ddpinn.references.burgers import burgers_cole_hopf  # noqa: E402
 from ddpinn.metalic.reward import run_result  # noqa: E402
 from ddpinn.problem import build_problem  # noqa: E402
 
@@ -185,10 +185,8 @@ def test_bad_campaign_one_clear_error(tmp_path, edit, msg):
 def test_two_stage_training_campaign_sets_conditions_per_stage(tmp_path):
     """Two-stage campaigns drive training runs through ``stages.K.conditions``."""
     from ddpinn.io.config import load
-    from ddpinn.metalic.campaign import per_stage_conditions_supported
     from ddpinn.problem import build_problem
 
-    assert per_stage_conditions_supported()
     heat_campaign(tmp_path)
     path = tmp_path / "heat.toml"
     path.write_text(path.read_text().replace("[campaign]", "[campaign]\nstages = 2", 1))
@@ -197,9 +195,12 @@ def test_two_stage_training_campaign_sets_conditions_per_stage(tmp_path):
     first, second = (campaign.arms.conditions(a) for a in arms)
     assert first != second
     sets = campaign.overrides({"kappa": 0.2}, arms, tmp_path / "run")
-    assert any(s.startswith("stages.1.conditions=") for s in sets)
+    per_stage = [s.split("=", 1)[0] for s in sets if ".conditions=" in s]
+    assert per_stage == ["interface.conditions", "stages.0.conditions", "stages.1.conditions"]
     problem = build_problem(load(CASES / "heat1d.toml", sets))
+    # The Adam stage trains with the first arm, the L-BFGS stage with the second.
     assert [c.as_config() for c in problem.stage_conditions] == [first, second]
+    assert problem.conditions.as_config() == first
 
 
 # -- the state file -------------------------------------------------------------------------

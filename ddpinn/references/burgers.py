@@ -1,4 +1,5 @@
-"""Reference solutions computed by ddpinn itself, for rewards at any PDE parameter.
+"""The viscous Burgers equation solved exactly (Cole-Hopf), at any viscosity: the reference
+of METALIC campaigns whose rewards need one at every PDE parameter.
 
 ``burgers_cole_hopf``: the viscous Burgers equation u_t + u u_x = nu u_xx on [-1, 1] x [0, 1]
 with u0 = -sin(pi x) and u(+-1, t) = 0 (the ``burgers`` family of :mod:`ddpinn.pdes`). The
