@@ -1,0 +1,80 @@
+"""Quasi-Newton stages compared: lbfgs, ssbfgs and ssbroyden after the same Adam warm-up.
+
+Runs ``cases/poisson2d.toml`` in float64 once per optimizer (the Adam stage is the same
+bits in every run), reads the final relative L2 error (``errors.json``), the loss at the end
+of each stage and the stage's time (sum of ``time_step`` over its steps, from
+``metrics.jsonl``), and writes the table to BENCHMARKS.md (section "Quasi-Newton stages").
+
+    python bench/quasi_newton.py --ranks 2 --adam 1000 --steps 300
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from report import update_section  # noqa: E402
+
+OPTIMIZERS = ("lbfgs", "ssbfgs", "ssbroyden")
+
+
+def command(opt: str, args, out: Path) -> list:
+    return ["mpiexec", "-n", str(args.ranks), sys.executable, "-m", "ddpinn.cli", "run",
+            "cases/poisson2d.toml", "--quiet", "--set", f'output.dir="{out}"',
+            "--set", 'case.dtype="float64"', "--set", f"stages.0.steps={args.adam}",
+            "--set", f'stages.1.optimizer="{opt}"', "--set", f"stages.1.steps={args.steps}",
+            "--set", "output.plots=false", "--set", "output.eval_every=0",
+            "--set", "output.checkpoint_every=0"]
+
+
+def run(opt: str, args) -> dict:
+    out = Path(args.out) / opt
+    cmd = command(opt, args, out)
+    wall = float("nan")
+    if not args.collect:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        wall = time.perf_counter() - t0
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl") if line.strip()]
+    stage = [r for r in rows if r["stage"] == 1]
+    warm = [r for r in rows if r["stage"] == 0]
+    return {"opt": opt, "l2_u": json.loads((out / "errors.json").read_text())["l2_u"],
+            "warm_loss": warm[-1]["loss"], "loss": stage[-1]["loss"],
+            "stage_s": sum(r["time_step"] for r in stage), "wall_s": wall,
+            "cmd": " ".join(c if " " not in c else repr(c) for c in cmd[:6]) + " ..."}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--adam", type=int, default=1000, help="Adam warm-up steps")
+    ap.add_argument("--steps", type=int, default=300, help="quasi-Newton steps")
+    ap.add_argument("--out", default="runs/bench_quasi_newton")
+    ap.add_argument("--collect", action="store_true", help="read runs made earlier")
+    ap.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS.md")
+    args = ap.parse_args()
+    results = [run(opt, args) for opt in OPTIMIZERS]
+    head = ("| optimizer | loss after Adam | loss after the stage | relative L2 error of u | "
+            "stage time | run wall time |\n| --- | --- | --- | --- | --- | --- |\n")
+    body = "".join(f"| {r['opt']} | {r['warm_loss']:.3e} | {r['loss']:.3e} | {r['l2_u']:.3e} "
+                   f"| {r['stage_s']:.0f} s | {r['wall_s']:.0f} s |\n" for r in results)
+    text = (f"`cases/poisson2d.toml` in float64 (2x2 experts, width 32, depth 3: 8964 "
+            f"parameters), {args.adam} Adam steps then {args.steps} steps of each optimizer, "
+            f"{args.ranks} ranks, one thread per rank.\n\nCommand: `python "
+            f"bench/quasi_newton.py --ranks {args.ranks} --adam {args.adam} --steps "
+            f"{args.steps}` (each row runs `mpiexec -n {args.ranks} python -m ddpinn.cli run "
+            f"cases/poisson2d.toml --set case.dtype=\"float64\" --set stages.0.steps="
+            f"{args.adam} --set stages.1.optimizer=\"OPT\" --set stages.1.steps={args.steps}"
+            f"`).\n\n" + head + body)
+    print(text)
+    if not args.no_write:
+        update_section(ROOT / "BENCHMARKS.md", "Quasi-Newton stages", text)
+
+
+if __name__ == "__main__":
+    main()
