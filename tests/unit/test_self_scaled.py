@@ -116,3 +116,29 @@ def test_scalings():
     sigma = 1 + a * theta
     assert phi == pytest.approx((1 - theta) / sigma)
     assert tau == pytest.approx(min(min(1, 1 / b) * abs(sigma) ** (1 / (1 - n)), sigma))
+
+
+def test_memory_check_counts_the_dense_matrix_and_refuses(monkeypatch):
+    """poisson2d has 4 x 2241 parameters: the rank's rows of H and one temporary are
+    2 x 8 x (E 2241) x 8964 bytes, a quarter of it per rank on 4 ranks; a limit that lbfgs
+    fits refuses ssbfgs before anything is built, suggesting more ranks."""
+    from pathlib import Path
+
+    from ddpinn.io.config import load
+    from ddpinn.parallel.errors import DDPINNError
+    from ddpinn.problem import build_problem
+    from ddpinn.training.memory import LIMIT_ENV, check_memory, estimate_rank_memory
+
+    deck = Path(__file__).resolve().parents[2] / "cases" / "poisson2d.toml"
+    cfg = load(deck, ['stages.1.optimizer="ssbfgs"'])
+    problem = build_problem(cfg)
+    n = 4 * 2241
+    for ranks in (1, 4):
+        est = estimate_rank_memory(cfg, problem, ranks)
+        assert est["optimizer"] == pytest.approx(2 * 8 * (n / ranks) * n + 12 * 8 * n)
+    lbfgs = load(deck, [])
+    monkeypatch.setenv(LIMIT_ENV, "1GB")
+    check_memory(lbfgs, build_problem(lbfgs), SerialComm())
+    with pytest.raises(DDPINNError, match="not enough memory") as err:
+        check_memory(cfg, problem, SerialComm())
+    assert "use at least 2 ranks" in str(err.value)
