@@ -128,14 +128,18 @@ class DenseSelfScaled:
             per_expert[:, j] = bmm(a[0].unsqueeze(1), b[0].unsqueeze(2)).reshape(-1).numpy()
         total = reproducible_sum(self.comm, per_expert, self.n_experts)
         for j, (a, b) in enumerate(pairs):
-            total[j] += float(a[1] @ b[1]) if a[1].numel() else 0.0
+            if a[1].numel():  # the same bits on every rank, whatever its thread count
+                total[j] += float(bmm(a[1].view(1, 1, -1), b[1].view(1, -1, 1)))
         return total
 
     def _matvec(self, full: torch.Tensor):
         """H v for a full vector v (n,): this rank's rows, as a ``(dist, shared)`` pair."""
         v = full.expand(self.n_local, -1).unsqueeze(2).contiguous()  # (E, n, 1)
         d = bmm(self.H_dist, v).squeeze(2)
-        s = self.H_shared @ full if self.p_shared else torch.zeros(0, dtype=torch.float64)
+        s = torch.zeros(0, dtype=torch.float64)
+        if self.p_shared:  # one row per batch item: bits independent of the thread count
+            w = full.expand(self.p_shared, -1).unsqueeze(2).contiguous()
+            s = bmm(self.H_shared.unsqueeze(1), w).reshape(-1)
         return d, s
 
     def reset(self) -> None:
