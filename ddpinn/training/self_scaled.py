@@ -40,6 +40,12 @@ three full vectors of n to every rank; :meth:`SelfScaled.memory_bytes`
 lets the memory check refuse a case that cannot fit before anything is built. This suits the
 small networks of PINN experts (n of a few thousand to a few ten thousands); larger cases use
 ``lbfgs``.
+
+Why dense, not a limited-memory variant (the scaling entering the two-loop recursion of
+:mod:`ddpinn.training.lbfgs`): the published methods are dense, their gain over L-BFGS comes
+from the curvature that a dense H accumulates over all steps, and the shipped cases are small
+(``poisson2d``: n = 8964, 0.64 GB of H on one rank); BENCHMARKS.md ("Quasi-Newton stages")
+compares both against ``lbfgs`` on that case. A limited-memory variant is not built.
 """
 from __future__ import annotations
 
