@@ -10,6 +10,7 @@ import pytest
 from .conftest import HERE, ROOT, check, losses, run_case
 
 CASE = HERE / "cases" / "invariance.toml"
+TIMEOUT = 900  # per run: generous, for machines shared with other jobs
 ADAM, QN = 40, 30  # steps of the Adam warm-up and of the quasi-Newton stage
 MID = ADAM + 15  # a checkpoint inside the quasi-Newton stage
 
@@ -28,7 +29,7 @@ def runs(request, tmp_path_factory):
     out = {}
     for ranks in (1, 4):
         out[ranks] = base / f"ranks{ranks}"
-        check(run_case(ranks, CASE, out[ranks], *_sets(request.param))[0])
+        check(run_case(ranks, CASE, out[ranks], *_sets(request.param), timeout=TIMEOUT)[0])
     return request.param, out
 
 
@@ -46,7 +47,7 @@ def test_two_ranks_follow_the_same_trajectory(runs, tmp_path):
     variant, out = runs
     if variant != "ssbfgs":
         pytest.skip("one variant suffices for 2 ranks (the code path is shared)")
-    check(run_case(2, CASE, tmp_path / "two", *_sets(variant))[0])
+    check(run_case(2, CASE, tmp_path / "two", *_sets(variant), timeout=TIMEOUT)[0])
     one, two = losses(out[1]), losses(tmp_path / "two")
     assert [one[s] for s in range(ADAM + QN)] == [two[s] for s in range(ADAM + QN)]
 
@@ -58,7 +59,7 @@ def test_checkpoint_mid_stage_on_4_ranks_resumes_on_2(runs, tmp_path):
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copy(ckpt, resumed / "checkpoints")
-    check(run_case(2, CASE, resumed, *_sets(variant), resume="auto")[0])
+    check(run_case(2, CASE, resumed, *_sets(variant), resume="auto", timeout=TIMEOUT)[0])
     ref, got = losses(out[1]), losses(resumed)
     assert sorted(got) == list(range(MID, ADAM + QN))
     assert [ref[s] for s in got] == [got[s] for s in sorted(got)]
@@ -74,7 +75,7 @@ def test_nan_loss_in_the_stage_rolls_back(tmp_path):
             "network.depth=2", "output.checkpoint_every=20",
             'pde.name="tests.mpi.faulty:NaNPoisson"')
     proc, _ = run_case(2, ROOT / "cases" / "poisson2d.toml", out, *sets,
-                       env={"NAN_RANK": "1", "NAN_FROM": "40", "NAN_TO": "52"})
+                       env={"NAN_RANK": "1", "NAN_FROM": "40", "NAN_TO": "52"}, timeout=TIMEOUT)
     check(proc)
     assert "rolled back to ckpt_00000020.pt" in proc.stderr, proc.stderr[-3000:]
     assert sorted(losses(out)) == list(range(40))
