@@ -52,8 +52,33 @@ def run(opt: str, args) -> dict:
     rows = [json.loads(line) for line in open(out / "metrics.jsonl") if line.strip()]
     stage = [r for r in rows if r["stage"] == 1]
     return {"opt": opt, "l2_u": json.loads((out / "errors.json").read_text())["l2_u"],
-            "loss": stage[-1]["loss"], "stage_s": sum(r["time_step"] for r in stage),
-            "first": stage[0]["loss"]}
+            "losses": [r["loss"] for r in stage], "times": [r["time_step"] for r in stage]}
+
+
+def at_time(result: dict, seconds: float) -> str:
+    """The loss when the stage's time first reaches ``seconds``, and its step."""
+    t = 0.0
+    for i, (loss, dt) in enumerate(zip(result["losses"], result["times"])):
+        t += dt
+        if t >= seconds:
+            return f"{loss:.3e}" + ("" if i == len(result["losses"]) - 1 else f" (step {i})")
+    return "-"
+
+
+def table(results: list) -> str:
+    head = ("| optimizer | loss after 50 / 100 / 150 / 200 steps | loss after the stage | "
+            "relative L2 error of u | stage time (per step) | loss at lbfgs's stage time |\n"
+            "| --- | --- | --- | --- | --- | --- |\n")
+    ref = next((sum(r["times"]) for r in results if r["opt"] == "lbfgs"), None)
+    lines = []
+    for r in results:
+        marks = " / ".join(f"{r['losses'][k - 1]:.3e}" for k in (50, 100, 150, 200)
+                           if k <= len(r["losses"]))
+        total = sum(r["times"])
+        lines.append(f"| {r['opt']} | {marks} | {r['losses'][-1]:.3e} | {r['l2_u']:.3e} | "
+                     f"{total:.0f} s ({total / len(r['times']):.2f} s) | "
+                     f"{at_time(r, ref) if ref else '-'} |\n")
+    return head + "".join(lines)
 
 
 def main() -> None:
@@ -67,18 +92,11 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS.md")
     args = ap.parse_args()
     results = [run(opt, args) for opt in args.optimizers.split(",")]
-    head = ("| optimizer | loss after its first step | loss after the stage | relative L2 error "
-            "of u | stage time |\n| --- | --- | --- | --- | --- |\n")
-    body = "".join(f"| {r['opt']} | {r['first']:.3e} | {r['loss']:.3e} | {r['l2_u']:.3e} "
-                   f"| {r['stage_s']:.0f} s |\n" for r in results)
     text = (f"`cases/poisson2d.toml` in float64 (2x2 experts, width 32, depth 3: 8964 "
             f"parameters), {args.adam} Adam steps then {args.steps} steps of each optimizer, "
             f"{args.ranks} ranks, one thread per rank.\n\nCommand: `python "
             f"bench/quasi_newton.py --ranks {args.ranks} --adam {args.adam} --steps "
-            f"{args.steps}` (each row runs `mpiexec -n {args.ranks} python -m ddpinn.cli run "
-            f"cases/poisson2d.toml --set case.dtype=\"float64\" --set stages.0.steps="
-            f"{args.adam} --set stages.1.optimizer=\"OPT\" --set stages.1.steps={args.steps}"
-            f"`).\n\n" + head + body)
+            f"{args.steps}`.\n\n" + table(results))
     print(text)
     if not args.no_write:
         update_section(ROOT / "BENCHMARKS.md", "Quasi-Newton stages", text)
