@@ -45,8 +45,9 @@ Why dense, not a limited-memory variant (the scaling entering the two-loop recur
 :mod:`ddpinn.training.lbfgs`): the published methods are dense, their gain over L-BFGS comes
 from the curvature that a dense H accumulates over all steps, and the shipped cases are small
 (``poisson2d``: n = 8964, 0.64 GB of H on one rank). Measured there (float64, 300 steps
-after the same Adam warm-up, BENCHMARKS.md "Quasi-Newton stages"): SSBFGS ends at a 7.6x
-lower loss and a 3.5x lower error than ``lbfgs``, at about 4x the time per step. A
+after the same Adam warm-up, BENCHMARKS.md "Quasi-Newton stages"): SSBFGS and SSBroyden end at
+a 7.6x and 21.5x lower loss and a 3.5x and 6.7x lower error than ``lbfgs``, at about 4x the
+time per step. A
 limited-memory variant is not built.
 """
 from __future__ import annotations
