@@ -19,6 +19,7 @@ bytes per (expert, row), which scale to the rank's E x N exactly because every a
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -162,11 +163,17 @@ def experts_per_rank(n_subdomains: int, groups: int) -> int:
     return -(-int(n_subdomains) // int(groups))
 
 
-def _optimizer_bytes(stage, params: float, largest_param: float) -> float:
-    """What the optimizer of ``stage`` holds besides the parameters and their gradients."""
+def _optimizer_bytes(stage, params: float, largest_param: float, n_params: tuple) -> float:
+    """What the optimizer of ``stage`` holds besides the parameters and their gradients.
+
+    ``n_params``: (parameters on the rank, over all experts), passed to an adapter whose
+    ``memory_bytes`` takes it (a dense matrix over all parameters scales with both)."""
     if stage.steps == 0:
         return 0.0
-    return get_optimizer_class(stage.optimizer).memory_bytes(stage, params, largest_param)
+    cls = get_optimizer_class(stage.optimizer)
+    if "n_params" in inspect.signature(cls.memory_bytes).parameters:
+        return cls.memory_bytes(stage, params, largest_param, n_params=n_params)
+    return cls.memory_bytes(stage, params, largest_param)
 
 
 def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
@@ -207,7 +214,9 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     heap = float(sizes[sizes < HEAP_THRESHOLD].sum() / sizes.sum()) if sizes.size else 0.0
     step *= 1.0 + (HEAP_FACTOR - 1.0) * heap
     stages = [s for s in cfg.stages if s.steps > 0]
-    optimizer = max((_optimizer_bytes(s, params, largest_param) for s in stages), default=0.0)
+    n_params = (E * sum(p.numel() for p in one), d.n_subdomains * sum(p.numel() for p in one))
+    optimizer = max((_optimizer_bytes(s, params, largest_param, n_params) for s in stages),
+                    default=0.0)
     training = (step + optimizer + 2 * params) if stages else 0.0  # parameters + gradients
 
     # Set-up: experts are drawn per subdomain in float64 and stacked (float64, then cast);

@@ -242,3 +242,7 @@ class LBFGS(OptimizerAdapter):
         # vectors) taken per parameter tensor for the Gram matrix.
         k = min(stage.steps, stage.history)
         return (2 * k + 5) * params + (2 * k + 7) * largest_param * 2
+
+
+# Optimizers in modules of their own register themselves on import.
+from ddpinn.training import self_scaled  # noqa: E402,F401  ssbfgs, ssbroyden
