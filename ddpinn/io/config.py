@@ -115,6 +115,7 @@ class StageSection:
     decay_steps: int = 1000
     history: int = 50
     max_evals: int = 25
+    damping: float = 1e-3  # gauss_newton: initial Levenberg-Marquardt damping lambda
     # interface conditions of this stage (default: the case's): a list or {space, time}
     conditions: Optional[Union[list, dict]] = None
     causal: bool = True  # causal weights in this stage (when [causal] chunks > 0)
@@ -320,7 +321,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"field 'stages[{i}].lr' = {st.lr!r} has the wrong type: "
                               f"expected a number")
         st.lr = float(st.lr)
-        for key in ("lr", "decay_rate"):
+        for key in ("lr", "decay_rate", "damping"):
             if not getattr(st, key) > 0:
                 raise ConfigError(f"field 'stages[{i}].{key}' = {getattr(st, key)!r} must be > 0")
     choices = _registry_choices()

@@ -19,6 +19,7 @@ bytes per (expert, row), which scale to the rank's E x N exactly because every a
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -161,11 +162,30 @@ def experts_per_rank(n_subdomains: int, groups: int) -> int:
     return -(-int(n_subdomains) // int(groups))
 
 
-def _optimizer_bytes(stage, params: float, largest_param: float) -> float:
-    """What the optimizer of ``stage`` holds besides the parameters and their gradients."""
+def _optimizer_bytes(stage, params: float, largest_param: float, rows: float = 0.0) -> float:
+    """What the optimizer of ``stage`` holds besides the parameters and their gradients;
+    ``rows``: residual rows of the rank's experts (E M), for adapters that take them."""
     if stage.steps == 0:
         return 0.0
-    return get_optimizer_class(stage.optimizer).memory_bytes(stage, params, largest_param)
+    cls = get_optimizer_class(stage.optimizer)
+    if "rows" in inspect.signature(cls.memory_bytes).parameters:
+        return cls.memory_bytes(stage, params, largest_param, rows=rows)
+    return cls.memory_bytes(stage, params, largest_param)
+
+
+def residual_rows(problem, n_rows: int) -> int:
+    """Residual rows per expert of the least-squares form (:mod:`ddpinn.training.lsq`), an
+    upper bound: q residual equations per row, m boundary and m data values per row, and
+    the active conditions' widths per interface point on each of the 2 d faces."""
+    from ddpinn.interface.conditions import CONDITIONS
+    from ddpinn.interface.quantities import values_per_point
+
+    cfg, pde = problem.cfg, problem.pde
+    d = problem.decomposition.box.dim
+    names = {c for cs in [problem.conditions, *problem.stage_conditions] for c in cs.names}
+    q = len(pde.equation_names())
+    widths = sum(values_per_point(CONDITIONS[c].needs, pde.n_out, q, d) for c in names)
+    return n_rows * (q + 2 * pde.n_out) + 2 * d * cfg.points.interface * widths
 
 
 def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
@@ -206,7 +226,9 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     heap = float(sizes[sizes < HEAP_THRESHOLD].sum() / sizes.sum()) if sizes.size else 0.0
     step *= 1.0 + (HEAP_FACTOR - 1.0) * heap
     stages = [s for s in cfg.stages if s.steps > 0]
-    optimizer = max((_optimizer_bytes(s, params, largest_param) for s in stages), default=0.0)
+    rows = E * residual_rows(problem, N)
+    optimizer = max((_optimizer_bytes(s, params, largest_param, rows) for s in stages),
+                    default=0.0)
     training = (step + optimizer + 2 * params) if stages else 0.0  # parameters + gradients
 
     # Set-up: experts are drawn per subdomain in float64 and stacked (float64, then cast);

@@ -119,8 +119,15 @@ class OptimizerAdapter:
         """Bytes held besides the parameters and their gradients (for the memory check).
 
         ``params``: bytes of this rank's parameters; ``largest_param``: of its largest
-        tensor."""
+        tensor. An adapter whose ``memory_bytes`` also takes ``rows`` is given the residual
+        rows of all local experts (E times the rows per expert), for Jacobians."""
         return float(params)
+
+    @classmethod
+    def check_case(cls, stage, conditions, cfg, where: str) -> None:
+        """At set-up, before anything is written: raise ValueError (naming ``where``, the
+        stage's field path) if this optimizer cannot run ``stage`` with ``conditions``
+        (its ConditionSet) in the case ``cfg``."""
 
 
 @register_optimizer("adam")
@@ -242,3 +249,7 @@ class LBFGS(OptimizerAdapter):
         # vectors) taken per parameter tensor for the Gram matrix.
         k = min(stage.steps, stage.history)
         return (2 * k + 5) * params + (2 * k + 7) * largest_param * 2
+
+
+# Registers "gauss_newton" (its module imports this one: the import comes last).
+from ddpinn.training import gauss_newton  # noqa: E402,F401

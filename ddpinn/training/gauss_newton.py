@@ -1,0 +1,299 @@
+"""Levenberg-Marquardt (damped Gauss-Newton) training of decomposed PINNs.
+
+Each expert's loss is a sum of squares ||r_e||^2 (:mod:`ddpinn.training.lsq`). With the
+neighbours' interface values held fixed (they are detached), r_e depends on expert e's
+parameters only, so the Gauss-Newton matrix of the objective is block-diagonal over the
+experts once the coupling through the interfaces is dropped (block Jacobi). Each block is
+built and solved where its expert lives, batched over a rank's experts:
+
+* in parameter space, d_e = -(J_e^T J_e + lambda I)^-1 J_e^T r_e, when the expert has at
+  least as many rows M as parameters P;
+* in sample space, d_e = -J_e^T (J_e J_e^T + lambda I)^-1 r_e, when M < P (the same step).
+
+Shared parameters (unknowns of inverse problems) couple every expert: they get one more
+block, J_s^T J_s and J_s^T r summed over the experts exactly (:func:`reproducible_sum`).
+
+The damping lambda and the acceptance of a step are global: the step is tried, the global
+objective evaluated, and the ratio rho of its actual decrease to the decrease the blocks
+predict (summed exactly over experts) decides, with Nielsen's update of lambda: accepted
+(rho > 0, the objective decreased) -> lambda *= max(1/3, 1 - (2 rho - 1)^3); rejected ->
+lambda *= nu, nu *= 2, and the step is solved again (up to ``stages.max_evals`` tries). So
+every rank takes the same branches, and a rejected step never increases the loss.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ddpinn.nn.batched import bmm
+from ddpinn.parallel.reduce import reproducible_sum
+from ddpinn.training.jacobian import jacobian
+from ddpinn.training.lsq import per_point_copy, residual_blocks, residual_form_missing
+from ddpinn.training.optimizers import OptimizerAdapter, register_optimizer
+
+
+def expert_blocks(J: torch.Tensor, r: torch.Tensor):
+    """Normal-equation pieces of every expert, in float64.
+
+    J (E, M, P), r (E, M) -> ``(gram, rhs, space)``: ``space`` is "parameter" (gram =
+    J^T J (E, P, P), rhs = J^T r (E, P)) or "sample" (gram = J J^T (E, M, M), rhs = r)."""
+    J, r = J.double(), r.double()
+    E, M, P = J.shape
+    if M >= P:
+        Jt = J.transpose(1, 2)
+        return bmm(Jt, J), bmm(Jt, r[..., None])[..., 0], "parameter"
+    return bmm(J, J.transpose(1, 2)), r, "sample"
+
+
+def damped_step(J, gram, rhs, space, lam: float) -> torch.Tensor:
+    """The LM step of every expert for damping ``lam``: (E, P), float64.
+
+    Cholesky per expert (a batched factorisation is a loop over the experts, so each
+    expert's bits do not depend on how many a rank owns)."""
+    n = gram.shape[-1]
+    eye = torch.eye(n, dtype=gram.dtype, device=gram.device)
+    L = torch.linalg.cholesky(gram + lam * eye)
+    y = torch.cholesky_solve(rhs[..., None], L)  # (E, n, 1)
+    if space == "parameter":
+        return -y[..., 0]
+    return -bmm(J.double().transpose(1, 2), y)[..., 0]
+
+
+class LevenbergMarquardt:
+    """LM over a :class:`~ddpinn.training.solver.Solver`'s experts and shared unknowns.
+
+    Parameters
+    ----------
+    solver : Solver
+    lam : float, initial damping
+    max_tries : int, solves with growing damping per step before giving up the step
+    scale : float, the step is ``scale`` times the LM step (the stage's lr, halved at
+        divergence rollbacks)
+    """
+
+    def __init__(self, solver, lam=1e-3, max_tries=25, scale=1.0):
+        self.solver = solver
+        self.lam, self.nu = float(lam), 2.0
+        self.max_tries, self.scale = int(max_tries), float(scale)
+        self.current = None  # (loss, metrics) at the current point, None: evaluate
+        self.last = {}  # diagnostics of the last step
+
+    # -- residuals and Jacobians -------------------------------------------------------
+    def residuals_and_jacobian(self):
+        """Collective (neighbour exchange). r (E, M) and J (E, M, P + n_shared)."""
+        s = self.solver
+        n_local = s.model.n_experts
+        N = s.batch.x.shape[1]
+        leaves = {n: p.detach().reshape(1, 1).expand(n_local, 1).clone().requires_grad_(True)
+                  for n, p in s.shared.items()}
+        params = {**s.pde.params, **leaves}
+        rep, rparams, rleaves = per_point_copy(s.model, params, N)
+        r, points = residual_blocks(
+            s.model, s.pde, params, s.batch, s.plan, s.layout.peer_comm, s.conditions,
+            s.problem.condition_weights, s.cfg.loss, s.quantities,
+            derivatives=s.cfg.network.derivatives, causal=s.active_causal,
+            residual_weights=s.problem.residual_weights, per_point=(rep, rparams))
+        J = jacobian(r, points, rleaves, N)
+        return r.detach(), J
+
+    # -- parameter vectors -----------------------------------------------------------------
+    def _flat(self):
+        s = self.solver
+        E = s.model.n_experts
+        dist = torch.cat([p.detach().reshape(E, -1) for p in s.model.parameters()], 1)
+        shared = torch.stack([p.detach().reshape(()) for p in s.shared.values()]) \
+            if len(s.shared) else dist.new_zeros(0)
+        return dist, shared
+
+    def _set(self, dist, shared):
+        s = self.solver
+        E = s.model.n_experts
+        with torch.no_grad():
+            off = 0
+            for p in s.model.parameters():
+                n = p[0].numel() if E else 0
+                p.copy_(dist[:, off:off + n].reshape(p.shape).to(p.dtype))
+                off += n
+            for i, p in enumerate(s.shared.values()):
+                p.copy_(shared[i].to(p.dtype))
+
+    # -- one step ----------------------------------------------------------------------
+    def step(self, closure):
+        """Collective. One LM step; returns ``(loss, metrics)`` at the new (or kept) point."""
+        s = self.solver
+        if self.current is None:
+            self.current = closure()
+        loss0, metrics0 = self.current
+        if not math.isfinite(loss0):
+            return loss0, metrics0  # recorded by the caller: a divergence rollback
+        r, J = self.residuals_and_jacobian()
+        n_shared = len(s.shared)
+        Jd = J[..., :J.shape[-1] - n_shared]
+        gram, rhs, space = expert_blocks(Jd, r)
+        shared_gram, shared_rhs = self._shared_block(J, r, n_shared)
+        dist0, shared0 = self._flat()
+        n_total = s.decomposition.n_subdomains * s.layout.replicas
+        tries = 0
+        while tries < self.max_tries:
+            tries += 1
+            d = self.scale * damped_step(Jd, gram, rhs, space, self.lam)
+            ds, model_s = self._shared_step(shared_gram, shared_rhs)
+            model = self._model_terms(Jd, r, d, model_s, n_total)
+            found = self._line_search(closure, loss0, model, dist0, d, shared0, ds)
+            if found is not None:
+                return self._accept(found, tries)
+            self.lam *= self.nu
+            self.nu *= 2.0
+        # No step accepted: stay (the gradients and metrics of the start point again).
+        self._set(dist0, shared0)
+        self.current = closure()
+        self.last = {"gn_lambda": self.lam, "gn_ratio": 0.0, "gn_alpha": 0.0,
+                     "gn_tries": tries}
+        return self.current[0], {**self.current[1], **self.last}
+
+    def _model_terms(self, Jd, r, d, model_s, n_total) -> tuple:
+        """Collective. ``(slope, curvature)`` of the block model along the step, global:
+        m(alpha) = -(alpha * slope + alpha^2 * curvature) is its predicted decrease, with
+        slope = sum_e 2 r_e . J_e d_e (the exact directional derivative of the objective)
+        and curvature = sum_e |J_e d_e|^2 (interface coupling left out)."""
+        s = self.solver
+        Jdd = bmm(Jd.double(), d[..., None])[..., 0]
+        per = torch.stack([2 * (r.double() * Jdd).sum(-1), (Jdd * Jdd).sum(-1)], 1)
+        tot = reproducible_sum(s.layout.peer_comm, per.cpu().numpy(), n_total)
+        return float(tot[0]) + model_s[0], float(tot[1]) + model_s[1]
+
+    def _try(self, closure, alpha, dist0, d, shared0, ds):
+        """Collective. The objective at the start point plus ``alpha`` times the step."""
+        self._set(dist0 + alpha * d, shared0 + alpha * ds)
+        return closure()
+
+    def _line_search(self, closure, loss0, model, dist0, d, shared0, ds):
+        """Collective. The full step, then the minimiser of the parabola through the start
+        point (value and exact slope) and the full step's value: block Jacobi tends to
+        overshoot at the interfaces (both sides move toward each other's old values), and
+        this step length corrects for it. Returns ``(alpha, loss, metrics, ratio)`` of the
+        better point if it decreases the objective, else None (the parameters are then
+        undefined)."""
+        slope, curv = model
+        if not slope < 0:
+            return None
+        loss1, metrics1 = self._try(closure, 1.0, dist0, d, shared0, ds)
+        ratio = (loss0 - loss1) / -(slope + curv)  # actual / block-predicted, full step
+        if not math.isfinite(loss1):
+            loss1, alpha = math.inf, 0.25
+        else:
+            c = loss1 - loss0 - slope  # curvature of the parabola through both points
+            alpha = min(max(-slope / (2 * c), 0.05), 2.0) if c > 0 else 1.0
+        if abs(alpha - 1.0) > 0.1:
+            loss_a, metrics_a = self._try(closure, alpha, dist0, d, shared0, ds)
+            if math.isfinite(loss_a) and loss_a < min(loss1, loss0):
+                return alpha, loss_a, metrics_a, ratio
+            if not loss1 < loss0:
+                return None
+            # The full step was the better one: back to it (its metrics and gradients).
+            loss1, metrics1 = self._try(closure, 1.0, dist0, d, shared0, ds)
+        return (1.0, loss1, metrics1, ratio) if loss1 < loss0 else None
+
+    def _accept(self, found, tries):
+        alpha, loss1, metrics1, ratio = found
+        # Damping from the model's quality at the full step (Nielsen); the line search
+        # takes care of a step that is merely too long.
+        rho = max(ratio, 0.0)
+        self.lam = max(self.lam * max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3),
+                       1e-14)
+        self.nu = 2.0
+        self.current = (loss1, metrics1)
+        self.last = {"gn_lambda": self.lam, "gn_ratio": ratio, "gn_alpha": alpha,
+                     "gn_tries": tries}
+        return loss1, {**metrics1, **self.last}
+
+    def _shared_block(self, J, r, n_shared):
+        """Collective when there are shared unknowns. Their global J_s^T J_s (k, k) and
+        J_s^T r (k,), summed over the experts exactly."""
+        if not n_shared:
+            return None, None
+        s = self.solver
+        Js = J[..., J.shape[-1] - n_shared:].double()  # (E, M, k)
+        per = torch.cat([bmm(Js.transpose(1, 2), Js).flatten(1),
+                         bmm(Js.transpose(1, 2), r.double()[..., None]).flatten(1)], 1)
+        n_total = s.decomposition.n_subdomains * s.layout.replicas
+        tot = reproducible_sum(s.layout.peer_comm, per.cpu().numpy(), n_total)
+        k = n_shared
+        return tot[:k * k].reshape(k, k), tot[k * k:]
+
+    def _shared_step(self, gram, rhs):
+        """The shared unknowns' damped step (k,) and its (slope, curvature) terms."""
+        if gram is None:
+            return torch.zeros(0, dtype=torch.float64), (0.0, 0.0)
+        ds = -self.scale * np.linalg.solve(gram + self.lam * np.eye(len(rhs)), rhs)
+        return torch.as_tensor(ds), (float(2 * rhs @ ds), float(ds @ gram @ ds))
+
+
+@register_optimizer("gauss_newton")
+class GaussNewton(OptimizerAdapter):
+    """:class:`LevenbergMarquardt`: a Jacobian and a few loss evaluations per step; the step
+    is recorded at the accepted point, after the update, with the metrics ``gn_lambda``,
+    ``gn_ratio`` (actual over block-predicted decrease of the full step), ``gn_alpha`` (the
+    step length taken) and ``gn_tries``. The step is the stage's ``lr`` (default 1) times the LM step; schedules
+    do not apply. Stage fields: ``damping`` (initial lambda), ``max_evals`` (tries per
+    step)."""
+
+    default_lr = 1.0
+
+    def __init__(self, solver, stage, lr):
+        super().__init__(solver, stage, lr)
+        self.opt = LevenbergMarquardt(solver, lam=stage.damping, max_tries=stage.max_evals,
+                                      scale=lr)
+
+    def step(self, closure, record):
+        loss, metrics = self.opt.step(closure)
+        record(loss, metrics)
+        return loss, metrics
+
+    def set_lr(self, lr):
+        """No-op: the step scale stays the one the stage began with."""
+
+    def objective_changed(self):
+        self.opt.current = None
+
+    def state(self, named_dist, named_shared):
+        return {}, {}, {"gn_lambda": self.opt.lam, "gn_nu": self.opt.nu}
+
+    def load_state(self, dist, shared, scalars, named_dist, named_shared):
+        if "gn_lambda" in scalars:
+            self.opt.lam, self.opt.nu = float(scalars["gn_lambda"]), float(scalars["gn_nu"])
+        self.opt.current = None
+
+    @classmethod
+    def check_case(cls, stage, conditions, cfg, where: str) -> None:
+        missing = residual_form_missing(conditions)
+        if missing:
+            raise ValueError(f"field '{where}.optimizer' = {stage.optimizer!r} needs interface "
+                             f"conditions in residual form, but {missing[0]!r} gives a penalty "
+                             f"only (register it with @condition(..., residual=True) and "
+                             f"return the (S, n, c) difference), or use adam/lbfgs")
+        if cfg.parallel.replicas > 1:
+            raise ValueError(f"field '{where}.optimizer' = {stage.optimizer!r} does not run "
+                             f"with parallel.replicas = {cfg.parallel.replicas}: use 1")
+
+    @classmethod
+    def memory_bytes(cls, stage, params, largest_param, rows=0.0):
+        """J (E, M, P) in the dtype and in float64, per-point copies of the parameters
+        (E N P), and the normal matrix (E, min(M, P)^2) with its Cholesky factor, float64.
+        ``rows``: residual rows M per expert times E (0: unknown, the parameters only)."""
+        if not rows:
+            return 4.0 * params
+        return float(stage_bytes(params, rows))
+
+
+def stage_bytes(params: float, rows: float) -> float:
+    """Bytes of one Gauss-Newton step (see :meth:`GaussNewton.memory_bytes`).
+
+    params : bytes of a rank's parameters (E P itemsize); rows : E M over its experts."""
+    per_param = params  # E P itemsize: the bytes of one row over all local experts
+    jac = rows * per_param * 2  # J, and its float64 copy (at most twice)
+    copies = rows * per_param  # the per-point copies and their gradients, about E M P
+    normal = 2 * 8 * rows * per_param / 8  # min(M, P)^2 <= M P: gram and factor, float64
+    return jac + copies + normal
