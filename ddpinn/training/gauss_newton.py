@@ -22,6 +22,7 @@ every rank takes the same branches, and a rejected step never increases the loss
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -30,35 +31,70 @@ import torch
 from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.jacobian import jacobian
-from ddpinn.training.lsq import per_point_copy, residual_blocks, residual_form_missing
+from ddpinn.training.lsq import (compact_layout, per_point_copy, per_point_rows,
+                                 residual_blocks, residual_form_missing)
 from ddpinn.training.optimizers import OptimizerAdapter, register_optimizer
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread inside the block (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _own(t: torch.Tensor, e: int) -> torch.Tensor:
+    """Expert e's slice (1, ...) as a fresh float64 tensor. MKL/LAPACK round differently
+    for operands at different addresses modulo the vector width, so each expert's matrices
+    get their own (aligned) storage instead of an offset into the rank's batch, whose
+    offset would depend on how many experts the rank owns."""
+    return t[e:e + 1].to(torch.float64, copy=True)
 
 
 def expert_blocks(J: torch.Tensor, r: torch.Tensor):
     """Normal-equation pieces of every expert, in float64.
 
     J (E, M, P), r (E, M) -> ``(gram, rhs, space)``: ``space`` is "parameter" (gram =
-    J^T J (E, P, P), rhs = J^T r (E, P)) or "sample" (gram = J J^T (E, M, M), rhs = r)."""
-    J, r = J.double(), r.double()
+    J^T J, rhs = J^T r, lists of (1, P, P) and (1, P)) or "sample" (gram = J J^T, (1, M, M),
+    rhs = r, (1, M)): the smaller system."""
     E, M, P = J.shape
-    if M >= P:
-        Jt = J.transpose(1, 2)
-        return bmm(Jt, J), bmm(Jt, r[..., None])[..., 0], "parameter"
-    return bmm(J, J.transpose(1, 2)), r, "sample"
+    gram, rhs = [], []
+    for e in range(E):
+        Je, re = _own(J, e), _own(r, e)
+        if M >= P:
+            Jt = Je.transpose(1, 2)
+            gram.append(bmm(Jt, Je))
+            rhs.append(bmm(Jt, re[..., None])[..., 0])
+        else:
+            gram.append(bmm(Je, Je.transpose(1, 2)))
+            rhs.append(re)
+    return gram, rhs, ("parameter" if M >= P else "sample")
 
 
 def damped_step(J, gram, rhs, space, lam: float) -> torch.Tensor:
     """The LM step of every expert for damping ``lam``: (E, P), float64.
 
-    Cholesky per expert (a batched factorisation is a loop over the experts, so each
-    expert's bits do not depend on how many a rank owns)."""
-    n = gram.shape[-1]
-    eye = torch.eye(n, dtype=gram.dtype, device=gram.device)
-    L = torch.linalg.cholesky(gram + lam * eye)
-    y = torch.cholesky_solve(rhs[..., None], L)  # (E, n, 1)
-    if space == "parameter":
-        return -y[..., 0]
-    return -bmm(J.double().transpose(1, 2), y)[..., 0]
+    Cholesky per expert, each on its own storage (see :func:`_own`) and on one thread
+    (LAPACK splits a blocked factorisation over its threads, and its bits then depend on
+    their number), so each expert's bits depend neither on how many experts a rank owns
+    nor on its thread count."""
+    steps = []
+    for e, (A, b) in enumerate(zip(gram, rhs)):
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        with one_thread():
+            L = torch.linalg.cholesky(A + lam * eye)
+            y = torch.cholesky_solve(b[..., None], L)  # (1, n, 1)
+        if space == "parameter":
+            steps.append(-y[..., 0])
+        else:
+            steps.append(-bmm(_own(J, e).transpose(1, 2), y)[..., 0])
+    if not steps:
+        return J.new_zeros(0, J.shape[-1], dtype=torch.float64)
+    return torch.cat(steps)
 
 
 class LevenbergMarquardt:
@@ -79,13 +115,15 @@ class LevenbergMarquardt:
         self.max_tries, self.scale = int(max_tries), float(scale)
         self.current = None  # (loss, metrics) at the current point, None: evaluate
         self.last = {}  # diagnostics of the last step
+        self.layout = compact_layout(solver.decomposition, solver.cfg.points,
+                                     solver.problem.time_axis)
 
     # -- residuals and Jacobians -------------------------------------------------------
     def residuals_and_jacobian(self):
         """Collective (neighbour exchange). r (E, M) and J (E, M, P + n_shared)."""
         s = self.solver
         n_local = s.model.n_experts
-        N = s.batch.x.shape[1]
+        N = per_point_rows(s.batch.x.shape[1])
         leaves = {n: p.detach().reshape(1, 1).expand(n_local, 1).clone().requires_grad_(True)
                   for n, p in s.shared.items()}
         params = {**s.pde.params, **leaves}
@@ -94,7 +132,8 @@ class LevenbergMarquardt:
             s.model, s.pde, params, s.batch, s.plan, s.layout.peer_comm, s.conditions,
             s.problem.condition_weights, s.cfg.loss, s.quantities,
             derivatives=s.cfg.network.derivatives, causal=s.active_causal,
-            residual_weights=s.problem.residual_weights, per_point=(rep, rparams))
+            residual_weights=s.problem.residual_weights, per_point=(rep, rparams),
+            layout=self.layout)
         J = jacobian(r, points, rleaves, N)
         return r.detach(), J
 
@@ -159,8 +198,11 @@ class LevenbergMarquardt:
         slope = sum_e 2 r_e . J_e d_e (the exact directional derivative of the objective)
         and curvature = sum_e |J_e d_e|^2 (interface coupling left out)."""
         s = self.solver
-        Jdd = bmm(Jd.double(), d[..., None])[..., 0]
-        per = torch.stack([2 * (r.double() * Jdd).sum(-1), (Jdd * Jdd).sum(-1)], 1)
+        per = torch.zeros(len(d), 2, dtype=torch.float64)
+        for e in range(len(d)):
+            Jdd = bmm(_own(Jd, e), _own(d, e)[..., None])[..., 0]  # (1, M)
+            per[e, 0] = 2 * (_own(r, e) * Jdd).sum()
+            per[e, 1] = (Jdd * Jdd).sum()
         tot = reproducible_sum(s.layout.peer_comm, per.cpu().numpy(), n_total)
         return float(tot[0]) + model_s[0], float(tot[1]) + model_s[1]
 
