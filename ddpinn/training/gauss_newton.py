@@ -13,12 +13,17 @@ built and solved where its expert lives, batched over a rank's experts:
 Shared parameters (unknowns of inverse problems) couple every expert: they get one more
 block, J_s^T J_s and J_s^T r summed over the experts exactly (:func:`reproducible_sum`).
 
-The damping lambda and the acceptance of a step are global: the step is tried, the global
-objective evaluated, and the ratio rho of its actual decrease to the decrease the blocks
-predict (summed exactly over experts) decides, with Nielsen's update of lambda: accepted
-(rho > 0, the objective decreased) -> lambda *= max(1/3, 1 - (2 rho - 1)^3); rejected ->
-lambda *= nu, nu *= 2, and the step is solved again (up to ``stages.max_evals`` tries). So
-every rank takes the same branches, and a rejected step never increases the loss.
+The damping lambda and the acceptance of a step are global. The step is tried on the
+global objective; the blocks' model gives its exact slope (2 r.J d, summed exactly over
+experts) and a curvature, and the parabola through the start value, that slope and the
+value at the full step gives a second step length, tried when it differs from 1 (block
+Jacobi tends to overshoot at the interfaces: both sides move toward each other's old
+values). The better point is taken if it decreases the objective. The ratio rho of the full
+step's actual decrease to the decrease the blocks predict (the measure of how well block
+Jacobi models the coupled problem, logged as ``gn_ratio``) updates lambda (Nielsen):
+lambda *= max(1/3, 1 - (2 rho - 1)^3). No decrease (or a NaN) -> lambda *= nu, nu *= 2,
+and the step is solved again, up to ``stages.max_evals`` tries; then the point is kept.
+So every rank takes the same branches, and the loss never increases.
 """
 from __future__ import annotations
 
@@ -55,160 +60,179 @@ def _own(t: torch.Tensor, e: int) -> torch.Tensor:
     return t[e:e + 1].to(torch.float64, copy=True)
 
 
-def expert_blocks(J: torch.Tensor, r: torch.Tensor):
-    """Normal-equation pieces of every expert, in float64.
+def expert_blocks(J: torch.Tensor):
+    """Gram matrix of every expert, in float64: a list of (1, n, n).
 
-    J (E, M, P), r (E, M) -> ``(gram, rhs, space)``: ``space`` is "parameter" (gram =
-    J^T J, rhs = J^T r, lists of (1, P, P) and (1, P)) or "sample" (gram = J J^T, (1, M, M),
-    rhs = r, (1, M)): the smaller system."""
+    J (E, M, P) -> ``(gram, space)``: ``space`` is "parameter" (gram = J^T J, n = P) or
+    "sample" (gram = J J^T, n = M), the smaller system."""
     E, M, P = J.shape
-    gram, rhs = [], []
+    gram = []
     for e in range(E):
-        Je, re = _own(J, e), _own(r, e)
-        if M >= P:
-            Jt = Je.transpose(1, 2)
-            gram.append(bmm(Jt, Je))
-            rhs.append(bmm(Jt, re[..., None])[..., 0])
-        else:
-            gram.append(bmm(Je, Je.transpose(1, 2)))
-            rhs.append(re)
-    return gram, rhs, ("parameter" if M >= P else "sample")
+        Je = _own(J, e)
+        gram.append(bmm(Je.transpose(1, 2), Je) if M >= P else bmm(Je, Je.transpose(1, 2)))
+    return gram, ("parameter" if M >= P else "sample")
 
 
-def damped_step(J, gram, rhs, space, lam: float) -> torch.Tensor:
-    """The LM step of every expert for damping ``lam``: (E, P), float64.
+def damped_solve(J, gram, space, Y, lam: float) -> list:
+    """``(J_e^T J_e + lam I)^-1 J_e^T Y_e`` for every expert: a list of (1, P, c).
 
+    Y (E, M, c). In sample space through ``J^T (J J^T + lam I)^-1 Y`` (the same).
     Cholesky per expert, each on its own storage (see :func:`_own`) and on one thread
     (LAPACK splits a blocked factorisation over its threads, and its bits then depend on
     their number), so each expert's bits depend neither on how many experts a rank owns
     nor on its thread count."""
-    steps = []
-    for e, (A, b) in enumerate(zip(gram, rhs)):
+    out = []
+    for e, A in enumerate(gram):
         eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        Je, Ye = _own(J, e), _own(Y, e)
+        rhs = bmm(Je.transpose(1, 2), Ye) if space == "parameter" else Ye
         with one_thread():
-            L = torch.linalg.cholesky(A + lam * eye)
-            y = torch.cholesky_solve(b[..., None], L)  # (1, n, 1)
-        if space == "parameter":
-            steps.append(-y[..., 0])
-        else:
-            steps.append(-bmm(_own(J, e).transpose(1, 2), y)[..., 0])
-    if not steps:
+            L, info = torch.linalg.cholesky_ex(A + lam * eye)
+            z = torch.cholesky_solve(rhs, L)
+        if int(info.max()):  # not positive definite in floating point: no step (NaN)
+            z = torch.full_like(z, math.nan)
+        out.append(z if space == "parameter" else bmm(Je.transpose(1, 2), z))
+    return out
+
+
+def damped_step(J, gram, space, r, lam: float) -> torch.Tensor:
+    """The LM step of every expert for damping ``lam``: (E, P), float64 (no shared
+    unknowns; see :meth:`LMCore.solve`)."""
+    z = damped_solve(J, gram, space, r[..., None], lam)
+    if not z:
         return J.new_zeros(0, J.shape[-1], dtype=torch.float64)
-    return torch.cat(steps)
+    return -torch.cat(z)[..., 0]
 
 
-class LevenbergMarquardt:
-    """LM over a :class:`~ddpinn.training.solver.Solver`'s experts and shared unknowns.
+LAMBDA_MAX = 1e20  # damping cap: beyond it a step is too small to matter
+LAMBDA_MIN = 1e-14  # damping floor, far below the scales of the Gram matrices
+
+
+class LMCore:
+    """The Levenberg-Marquardt iteration over block-diagonal least squares.
+
+    Subclasses provide :meth:`residuals_and_jacobian`, :meth:`get` and :meth:`put`; the
+    global sums go through ``comm`` with :func:`reproducible_sum` over ``n_total`` items.
 
     Parameters
     ----------
-    solver : Solver
+    comm : Comm or SerialComm
+    n_total : int, experts over all ranks
+    n_shared : int, shared unknowns (the last columns of the Jacobian)
     lam : float, initial damping
     max_tries : int, solves with growing damping per step before giving up the step
     scale : float, the step is ``scale`` times the LM step (the stage's lr, halved at
         divergence rollbacks)
     """
 
-    def __init__(self, solver, lam=1e-3, max_tries=25, scale=1.0):
-        self.solver = solver
+    def __init__(self, comm, n_total, n_shared=0, lam=1e-3, max_tries=25, scale=1.0):
+        self.comm, self.n_total, self.n_shared = comm, int(n_total), int(n_shared)
         self.lam, self.nu = float(lam), 2.0
         self.max_tries, self.scale = int(max_tries), float(scale)
         self.current = None  # (loss, metrics) at the current point, None: evaluate
         self.last = {}  # diagnostics of the last step
-        self.layout = compact_layout(solver.decomposition, solver.cfg.points,
-                                     solver.problem.time_axis)
 
-    # -- residuals and Jacobians -------------------------------------------------------
     def residuals_and_jacobian(self):
-        """Collective (neighbour exchange). r (E, M) and J (E, M, P + n_shared)."""
-        s = self.solver
-        n_local = s.model.n_experts
-        N = per_point_rows(s.batch.x.shape[1])
-        leaves = {n: p.detach().reshape(1, 1).expand(n_local, 1).clone().requires_grad_(True)
-                  for n, p in s.shared.items()}
-        params = {**s.pde.params, **leaves}
-        rep, rparams, rleaves = per_point_copy(s.model, params, N)
-        r, points = residual_blocks(
-            s.model, s.pde, params, s.batch, s.plan, s.layout.peer_comm, s.conditions,
-            s.problem.condition_weights, s.cfg.loss, s.quantities,
-            derivatives=s.cfg.network.derivatives, causal=s.active_causal,
-            residual_weights=s.problem.residual_weights, per_point=(rep, rparams),
-            layout=self.layout)
-        J = jacobian(r, points, rleaves, N)
-        return r.detach(), J
+        """Collective. r (E, M) and J (E, M, P + n_shared) at the current point."""
+        raise NotImplementedError
 
-    # -- parameter vectors -----------------------------------------------------------------
-    def _flat(self):
-        s = self.solver
-        E = s.model.n_experts
-        dist = torch.cat([p.detach().reshape(E, -1) for p in s.model.parameters()], 1)
-        shared = torch.stack([p.detach().reshape(()) for p in s.shared.values()]) \
-            if len(s.shared) else dist.new_zeros(0)
-        return dist, shared
+    def get(self):
+        """The current point: ``(dist (E, P), shared (n_shared,))``."""
+        raise NotImplementedError
 
-    def _set(self, dist, shared):
-        s = self.solver
-        E = s.model.n_experts
-        with torch.no_grad():
-            off = 0
-            for p in s.model.parameters():
-                n = p[0].numel() if E else 0
-                p.copy_(dist[:, off:off + n].reshape(p.shape).to(p.dtype))
-                off += n
-            for i, p in enumerate(s.shared.values()):
-                p.copy_(shared[i].to(p.dtype))
+    def put(self, dist, shared) -> None:
+        """Set the point (inverse of :meth:`get`)."""
+        raise NotImplementedError
 
     # -- one step ----------------------------------------------------------------------
     def step(self, closure):
         """Collective. One LM step; returns ``(loss, metrics)`` at the new (or kept) point."""
-        s = self.solver
         if self.current is None:
             self.current = closure()
         loss0, metrics0 = self.current
         if not math.isfinite(loss0):
             return loss0, metrics0  # recorded by the caller: a divergence rollback
         r, J = self.residuals_and_jacobian()
-        n_shared = len(s.shared)
-        Jd = J[..., :J.shape[-1] - n_shared]
-        gram, rhs, space = expert_blocks(Jd, r)
-        shared_gram, shared_rhs = self._shared_block(J, r, n_shared)
-        dist0, shared0 = self._flat()
-        n_total = s.decomposition.n_subdomains * s.layout.replicas
+        gram, space = expert_blocks(J[..., :J.shape[-1] - self.n_shared])
+        dist0, shared0 = self.get()
         tries = 0
         while tries < self.max_tries:
             tries += 1
-            d = self.scale * damped_step(Jd, gram, rhs, space, self.lam)
-            ds, model_s = self._shared_step(shared_gram, shared_rhs)
-            model = self._model_terms(Jd, r, d, model_s, n_total)
-            found = self._line_search(closure, loss0, model, dist0, d, shared0, ds)
+            d, ds = self.solve(J, r, gram, space)
+            d, ds = self.scale * d, self.scale * ds
+            model = self._model_terms(J, r, d, ds)
+            if not math.isfinite(model[0]) or not math.isfinite(model[1]):
+                found = None  # a failed factorisation somewhere: more damping
+            elif model[0] >= 0:  # no descent along the step: a stationary point
+                self.last = {"gn_lambda": self.lam, "gn_ratio": 0.0, "gn_alpha": 0.0,
+                             "gn_tries": tries}
+                return loss0, {**metrics0, **self.last}
+            else:
+                found = self._line_search(closure, loss0, model, dist0, d, shared0, ds)
             if found is not None:
                 return self._accept(found, tries)
-            self.lam *= self.nu
+            self.lam = min(self.lam * self.nu, LAMBDA_MAX)
             self.nu *= 2.0
         # No step accepted: stay (the gradients and metrics of the start point again).
-        self._set(dist0, shared0)
+        self.put(dist0, shared0)
         self.current = closure()
         self.last = {"gn_lambda": self.lam, "gn_ratio": 0.0, "gn_alpha": 0.0,
                      "gn_tries": tries}
         return self.current[0], {**self.current[1], **self.last}
 
-    def _model_terms(self, Jd, r, d, model_s, n_total) -> tuple:
-        """Collective. ``(slope, curvature)`` of the block model along the step, global:
-        m(alpha) = -(alpha * slope + alpha^2 * curvature) is its predicted decrease, with
-        slope = sum_e 2 r_e . J_e d_e (the exact directional derivative of the objective)
-        and curvature = sum_e |J_e d_e|^2 (interface coupling left out)."""
-        s = self.solver
+    def solve(self, J, r, gram, space):
+        """Collective when there are shared unknowns. The damped Gauss-Newton step of the
+        experts (E, P) and of the shared unknowns (k,).
+
+        The experts' blocks are independent (block Jacobi over the interfaces), but shared
+        unknowns couple every expert: the system is an arrow, [A_e, C_e; C_e^T, S] with
+        A_e = J_e^T J_e + lam I, C_e = J_e^T J_se, S = sum_e J_se^T J_se + lam I, solved
+        exactly through the Schur complement S - sum_e C_e^T A_e^-1 C_e (k x k), whose
+        per-expert terms are summed exactly (:func:`reproducible_sum`)."""
+        k = self.n_shared
+        P = J.shape[-1] - k
+        Jd, Js = J[..., :P], J[..., P:]
+        Y = torch.cat([r[..., None], Js], -1)  # (E, M, 1 + k)
+        Z = damped_solve(Jd, gram, space, Y, self.lam)  # A_e^-1 J_e^T [r_e, J_se]
+        if not k:
+            d = -torch.cat(Z)[..., 0] if Z else Jd.new_zeros(0, P, dtype=torch.float64)
+            return d, torch.zeros(0, dtype=torch.float64)
+        per = torch.zeros(len(Z), k * k + k, dtype=torch.float64)
+        for e, z in enumerate(Z):
+            Jse, Ye = _own(Js, e), _own(Y, e)
+            JZ = bmm(_own(Jd, e), z)  # (1, M, 1 + k)
+            JsT = Jse.transpose(1, 2)
+            schur = bmm(JsT, Jse) - bmm(JsT, JZ[..., 1:])  # (1, k, k)
+            rhs = bmm(JsT, Ye[..., :1]) - bmm(JsT, JZ[..., :1])  # (1, k, 1)
+            per[e] = torch.cat([schur.flatten(), rhs.flatten()])
+        tot = reproducible_sum(self.comm, per.numpy(), self.n_total)
+        S = tot[:k * k].reshape(k, k) + self.lam * np.eye(k)
+        try:  # S is the same on every rank: all take the same branch
+            ds = -np.linalg.solve(S, tot[k * k:])
+        except np.linalg.LinAlgError:
+            ds = np.full(k, math.nan)
+        ds_t = torch.as_tensor(ds, dtype=torch.float64)
+        d = [-(z[..., 0] + (z[..., 1:] * ds_t).sum(-1)) for z in Z]
+        d = torch.cat(d) if d else Jd.new_zeros(0, P, dtype=torch.float64)
+        return d, ds_t
+
+    def _model_terms(self, J, r, d, ds) -> tuple:
+        """Collective. ``(slope, curvature)`` of the block model along the step (d, ds),
+        global: m(alpha) = -(alpha * slope + alpha^2 * curvature) is its predicted decrease,
+        with slope = sum_e 2 r_e . J_e [d_e, ds] (the exact directional derivative of the
+        objective) and curvature = sum_e |J_e [d_e, ds]|^2 (interface coupling left out)."""
+        step = torch.cat([d, ds.to(d).expand(len(d), -1)], 1)
         per = torch.zeros(len(d), 2, dtype=torch.float64)
         for e in range(len(d)):
-            Jdd = bmm(_own(Jd, e), _own(d, e)[..., None])[..., 0]  # (1, M)
+            Jdd = bmm(_own(J, e), _own(step, e)[..., None])[..., 0]  # (1, M)
             per[e, 0] = 2 * (_own(r, e) * Jdd).sum()
             per[e, 1] = (Jdd * Jdd).sum()
-        tot = reproducible_sum(s.layout.peer_comm, per.cpu().numpy(), n_total)
-        return float(tot[0]) + model_s[0], float(tot[1]) + model_s[1]
+        tot = reproducible_sum(self.comm, per.numpy(), self.n_total)
+        return float(tot[0]), float(tot[1])
 
     def _try(self, closure, alpha, dist0, d, shared0, ds):
         """Collective. The objective at the start point plus ``alpha`` times the step."""
-        self._set(dist0 + alpha * d, shared0 + alpha * ds)
+        self.put(dist0 + alpha * d, shared0 + alpha * ds)
         return closure()
 
     def _line_search(self, closure, loss0, model, dist0, d, shared0, ds):
@@ -219,8 +243,6 @@ class LevenbergMarquardt:
         better point if it decreases the objective, else None (the parameters are then
         undefined)."""
         slope, curv = model
-        if not slope < 0:
-            return None
         loss1, metrics1 = self._try(closure, 1.0, dist0, d, shared0, ds)
         ratio = (loss0 - loss1) / -(slope + curv)  # actual / block-predicted, full step
         if not math.isfinite(loss1):
@@ -240,37 +262,70 @@ class LevenbergMarquardt:
 
     def _accept(self, found, tries):
         alpha, loss1, metrics1, ratio = found
-        # Damping from the model's quality at the full step (Nielsen); the line search
-        # takes care of a step that is merely too long.
-        rho = max(ratio, 0.0)
-        self.lam = max(self.lam * max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3),
-                       1e-14)
+        # Damping from the line search: a step taken at (nearly) full length says the
+        # Gauss-Newton direction is good, trust it more. Block Jacobi's ratio of actual to
+        # predicted decrease stays below 1 even for good steps (the interfaces' coupling
+        # is not in the model), so it would hold lambda up (and convergence to linear).
+        if alpha >= 0.5:
+            self.lam = max(self.lam / 3.0, LAMBDA_MIN)
+        elif alpha < 0.25:
+            self.lam = min(self.lam * 2.0, LAMBDA_MAX)
         self.nu = 2.0
         self.current = (loss1, metrics1)
         self.last = {"gn_lambda": self.lam, "gn_ratio": ratio, "gn_alpha": alpha,
                      "gn_tries": tries}
         return loss1, {**metrics1, **self.last}
 
-    def _shared_block(self, J, r, n_shared):
-        """Collective when there are shared unknowns. Their global J_s^T J_s (k, k) and
-        J_s^T r (k,), summed over the experts exactly."""
-        if not n_shared:
-            return None, None
-        s = self.solver
-        Js = J[..., J.shape[-1] - n_shared:].double()  # (E, M, k)
-        per = torch.cat([bmm(Js.transpose(1, 2), Js).flatten(1),
-                         bmm(Js.transpose(1, 2), r.double()[..., None]).flatten(1)], 1)
-        n_total = s.decomposition.n_subdomains * s.layout.replicas
-        tot = reproducible_sum(s.layout.peer_comm, per.cpu().numpy(), n_total)
-        k = n_shared
-        return tot[:k * k].reshape(k, k), tot[k * k:]
 
-    def _shared_step(self, gram, rhs):
-        """The shared unknowns' damped step (k,) and its (slope, curvature) terms."""
-        if gram is None:
-            return torch.zeros(0, dtype=torch.float64), (0.0, 0.0)
-        ds = -self.scale * np.linalg.solve(gram + self.lam * np.eye(len(rhs)), rhs)
-        return torch.as_tensor(ds), (float(2 * rhs @ ds), float(ds @ gram @ ds))
+class LevenbergMarquardt(LMCore):
+    """LM over a :class:`~ddpinn.training.solver.Solver`'s experts and shared unknowns
+    (the other parameters as in :class:`LMCore`)."""
+
+    def __init__(self, solver, lam=1e-3, max_tries=25, scale=1.0):
+        super().__init__(solver.layout.peer_comm,
+                         solver.decomposition.n_subdomains * solver.layout.replicas,
+                         len(solver.shared), lam, max_tries, scale)
+        self.solver = solver
+        self.layout = compact_layout(solver.decomposition, solver.cfg.points,
+                                     solver.problem.time_axis)
+
+    def residuals_and_jacobian(self):
+        """Collective (neighbour exchange). r (E, M) and J (E, M, P + n_shared)."""
+        s = self.solver
+        n_local = s.model.n_experts
+        N = per_point_rows(s.batch.x.shape[1])
+        leaves = {n: p.detach().reshape(1, 1).expand(n_local, 1).clone().requires_grad_(True)
+                  for n, p in s.shared.items()}
+        params = {**s.pde.params, **leaves}
+        rep, rparams, rleaves = per_point_copy(s.model, params, N)
+        r, points = residual_blocks(
+            s.model, s.pde, params, s.batch, s.plan, s.layout.peer_comm, s.conditions,
+            s.problem.condition_weights, s.cfg.loss, s.quantities,
+            derivatives=s.cfg.network.derivatives, causal=s.active_causal,
+            residual_weights=s.problem.residual_weights, per_point=(rep, rparams),
+            layout=self.layout)
+        J = jacobian(r, points, rleaves, N)
+        return r.detach(), J
+
+    def get(self):
+        s = self.solver
+        E = s.model.n_experts
+        dist = torch.cat([p.detach().reshape(E, -1) for p in s.model.parameters()], 1)
+        shared = torch.stack([p.detach().reshape(()) for p in s.shared.values()]) \
+            if len(s.shared) else dist.new_zeros(0)
+        return dist, shared
+
+    def put(self, dist, shared):
+        s = self.solver
+        E = s.model.n_experts
+        with torch.no_grad():
+            off = 0
+            for p in s.model.parameters():
+                n = p[0].numel() if E else 0
+                p.copy_(dist[:, off:off + n].reshape(p.shape).to(p.dtype))
+                off += n
+            for i, p in enumerate(s.shared.values()):
+                p.copy_(shared[i].to(p.dtype))
 
 
 @register_optimizer("gauss_newton")
