@@ -18,12 +18,13 @@ global objective; the blocks' model gives its exact slope (2 r.J d, summed exact
 experts) and a curvature, and the parabola through the start value, that slope and the
 value at the full step gives a second step length, tried when it differs from 1 (block
 Jacobi tends to overshoot at the interfaces: both sides move toward each other's old
-values). The better point is taken if it decreases the objective. The ratio rho of the full
-step's actual decrease to the decrease the blocks predict (the measure of how well block
-Jacobi models the coupled problem, logged as ``gn_ratio``) updates lambda (Nielsen):
-lambda *= max(1/3, 1 - (2 rho - 1)^3). No decrease (or a NaN) -> lambda *= nu, nu *= 2,
-and the step is solved again, up to ``stages.max_evals`` tries; then the point is kept.
-So every rank takes the same branches, and the loss never increases.
+values). The better point is taken if it decreases the objective. The ratio of the full
+step's actual decrease to the decrease the blocks predict is logged as ``gn_ratio`` (how
+well block Jacobi models the coupled problem); the same ratio at the step length taken,
+rho, updates lambda (Nielsen): lambda *= max(1/3, 1 - (2 rho - 1)^3). No decrease (or a
+NaN) -> lambda *= nu, nu *= 2, and the step is solved again, up to ``stages.max_evals``
+tries; then the point is kept. So every rank takes the same branches, and the loss never
+increases.
 """
 from __future__ import annotations
 
@@ -239,7 +240,8 @@ class LMCore:
         """Collective. The full step, then the minimiser of the parabola through the start
         point (value and exact slope) and the full step's value: block Jacobi tends to
         overshoot at the interfaces (both sides move toward each other's old values), and
-        this step length corrects for it. Returns ``(alpha, loss, metrics, ratio)`` of the
+        this step length corrects for it. Returns ``(alpha, loss, metrics, ratio, rho)``
+        (``ratio``: actual over predicted decrease at the full step, ``rho``: at alpha) of the
         better point if it decreases the objective, else None (the parameters are then
         undefined)."""
         slope, curv = model
@@ -253,23 +255,22 @@ class LMCore:
         if abs(alpha - 1.0) > 0.1:
             loss_a, metrics_a = self._try(closure, alpha, dist0, d, shared0, ds)
             if math.isfinite(loss_a) and loss_a < min(loss1, loss0):
-                return alpha, loss_a, metrics_a, ratio
+                pred = -(alpha * slope + alpha * alpha * curv)
+                return alpha, loss_a, metrics_a, ratio, (loss0 - loss_a) / pred
             if not loss1 < loss0:
                 return None
             # The full step was the better one: back to it (its metrics and gradients).
             loss1, metrics1 = self._try(closure, 1.0, dist0, d, shared0, ds)
-        return (1.0, loss1, metrics1, ratio) if loss1 < loss0 else None
+        return (1.0, loss1, metrics1, ratio, ratio) if loss1 < loss0 else None
 
     def _accept(self, found, tries):
-        alpha, loss1, metrics1, ratio = found
-        # Damping from the line search: a step taken at (nearly) full length says the
-        # Gauss-Newton direction is good, trust it more. Block Jacobi's ratio of actual to
-        # predicted decrease stays below 1 even for good steps (the interfaces' coupling
-        # is not in the model), so it would hold lambda up (and convergence to linear).
-        if alpha >= 0.5:
-            self.lam = max(self.lam / 3.0, LAMBDA_MIN)
-        elif alpha < 0.25:
-            self.lam = min(self.lam * 2.0, LAMBDA_MAX)
+        alpha, loss1, metrics1, ratio, rho = found
+        # Nielsen's update from the model's quality at the step length taken: block
+        # Jacobi's full step tends to overshoot at the interfaces, which the line search
+        # corrects, and the damping follows how well the corrected step was predicted.
+        rho = min(max(rho, 0.0), 1.0)
+        self.lam = min(max(self.lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
+                           LAMBDA_MIN), LAMBDA_MAX)
         self.nu = 2.0
         self.current = (loss1, metrics1)
         self.last = {"gn_lambda": self.lam, "gn_ratio": ratio, "gn_alpha": alpha,
