@@ -20,8 +20,8 @@ value at the full step gives a second step length, tried when it differs from 1 
 Jacobi tends to overshoot at the interfaces: both sides move toward each other's old
 values). The better point is taken if it decreases the objective. The ratio of the full
 step's actual decrease to the decrease the blocks predict is logged as ``gn_ratio`` (how
-well block Jacobi models the coupled problem); the same ratio at the step length taken,
-rho, updates lambda (Nielsen): lambda *= max(1/3, 1 - (2 rho - 1)^3). No decrease (or a
+well block Jacobi models the coupled problem) and updates lambda (Nielsen, rho the ratio
+clipped to [0, 1]): lambda *= max(1/3, 1 - (2 rho - 1)^3). No decrease (or a
 NaN) -> lambda *= nu, nu *= 2, and the step is solved again, up to ``stages.max_evals``
 tries; then the point is kept. So every rank takes the same branches, and the loss never
 increases.
@@ -265,10 +265,12 @@ class LMCore:
 
     def _accept(self, found, tries):
         alpha, loss1, metrics1, ratio, rho = found
-        # Nielsen's update from the model's quality at the step length taken: block
-        # Jacobi's full step tends to overshoot at the interfaces, which the line search
-        # corrects, and the damping follows how well the corrected step was predicted.
-        rho = min(max(rho, 0.0), 1.0)
+        # Nielsen's update from the model's quality at the full step: where block Jacobi
+        # overshoots (both sides of an interface jump toward each other's old values) the
+        # ratio falls and lambda rises, which damps the jumps; the line search takes care
+        # of a step that is merely too long. (The ratio at the shorter step is near 1 even
+        # for a poor direction, and lambda would then fall into ever worse overshoots.)
+        rho = min(max(ratio, 0.0), 1.0)
         self.lam = min(max(self.lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
                            LAMBDA_MIN), LAMBDA_MAX)
         self.nu = 2.0
