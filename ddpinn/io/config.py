@@ -372,17 +372,17 @@ def _registry_choices() -> dict:
 def _optimizer_class(path: str, name):
     """The adapter class of an optimizer name (registered, or ``"package.module:ClassName"``,
     imported here), or a :class:`ConfigError` naming the choices."""
-    from ddpinn.training.optimizers import OPTIMIZERS, get_optimizer_class
+    from ddpinn.training.optimizers import get_optimizer_class, optimizer_names
 
     if isinstance(name, str) and ":" in name:
         try:
             return get_optimizer_class(name)
         except ValueError as exc:
             raise ConfigError(f"field {path!r}: {exc}") from None
-    if name not in OPTIMIZERS:
+    if name not in optimizer_names():
         raise ConfigError(f"field {path!r} = {name!r} is not allowed; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}, or 'package.module:ClassName'")
-    return OPTIMIZERS[name]
+                          f"{', '.join(optimizer_names())}, or 'package.module:ClassName'")
+    return get_optimizer_class(name)
 
 
 def _validate_causal(cfg: Config) -> None:

@@ -22,6 +22,9 @@ import torch
 from ddpinn.training.lbfgs import DistributedLBFGS
 
 OPTIMIZERS: dict = {}
+#: Shipped optimizers in modules of their own: name -> the module that registers it, imported
+#: on first use (the module imports this one, so this one never imports it statically).
+OPTIMIZER_MODULES = {"gauss_newton": "ddpinn.training.gauss_newton"}
 
 
 def register_optimizer(name: str):
@@ -49,9 +52,16 @@ def get_optimizer_class(name: str):
             raise ValueError(f"optimizer {name!r} is not a "
                              f"ddpinn.training.optimizers.OptimizerAdapter subclass")
         return cls
+    if name not in OPTIMIZERS and name in OPTIMIZER_MODULES:
+        importlib.import_module(OPTIMIZER_MODULES[name])
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} is not known")
     return OPTIMIZERS[name]
+
+
+def optimizer_names() -> list:
+    """Names a case may give: the registered ones and those of :data:`OPTIMIZER_MODULES`."""
+    return list(dict.fromkeys([*OPTIMIZERS, *OPTIMIZER_MODULES]))
 
 
 def build_optimizer(solver, stage, lr: float) -> "OptimizerAdapter":
@@ -249,7 +259,3 @@ class LBFGS(OptimizerAdapter):
         # vectors) taken per parameter tensor for the Gram matrix.
         k = min(stage.steps, stage.history)
         return (2 * k + 5) * params + (2 * k + 7) * largest_param * 2
-
-
-# Registers "gauss_newton" (its module imports this one: the import comes last).
-from ddpinn.training import gauss_newton  # noqa: E402,F401
