@@ -336,9 +336,9 @@ class GaussNewton(OptimizerAdapter):
     """:class:`LevenbergMarquardt`: a Jacobian and a few loss evaluations per step; the step
     is recorded at the accepted point, after the update, with the metrics ``gn_lambda``,
     ``gn_ratio`` (actual over block-predicted decrease of the full step), ``gn_alpha`` (the
-    step length taken) and ``gn_tries``. The step is the stage's ``lr`` (default 1) times the LM step; schedules
-    do not apply. Stage fields: ``damping`` (initial lambda), ``max_evals`` (tries per
-    step)."""
+    step length taken) and ``gn_tries``. The step is the stage's ``lr`` (default 1) times
+    the LM step; schedules do not apply. Stage fields: ``damping`` (initial lambda),
+    ``max_evals`` (tries per step)."""
 
     default_lr = 1.0
 
