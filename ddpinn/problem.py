@@ -85,6 +85,7 @@ def build_problem(cfg: Config) -> Problem:
                             for i, st in enumerate(cfg.stages)]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    _check_stage_optimizers(cfg, stage_conditions)
     active = sorted({c for names in [conditions] + stage_conditions for c in names})
     for c in weights:
         if c not in active:
@@ -92,6 +93,18 @@ def build_problem(cfg: Config) -> Problem:
                               f"not active; active: {', '.join(active)}")
     return Problem(cfg, pde, box, decomposition, time_axis, conditions, weights,
                    stage_conditions, residual_weights)
+
+
+def _check_stage_optimizers(cfg: Config, stage_conditions: list) -> None:
+    """Each stage's optimizer may refuse the case (e.g. conditions without a residual form
+    for a least-squares optimizer): ConfigError at set-up."""
+    from ddpinn.training.optimizers import get_optimizer_class
+
+    for i, (st, conds) in enumerate(zip(cfg.stages, stage_conditions)):
+        try:
+            get_optimizer_class(st.optimizer).check_case(st, conds, cfg, f"stages[{i}]")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def resolve_residual_weights(value, pde: PDE) -> tuple | None:

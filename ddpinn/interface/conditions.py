@@ -1,9 +1,14 @@
 """Interface conditions: small pure functions of the two sides' values on an interface.
 
 Each condition receives ``mine`` and ``other``, dicts of interface quantities shaped
-(S, n, c) for S interface sides of n points, and returns the per-side penalty, shape (S,).
-``other`` is detached by the caller. A condition is zero when the two sides agree (and,
-for the residual-type conditions, when they satisfy the PDE).
+(S, n, c) for S interface sides of n points. The shipped conditions are given in *residual
+form*: they return the difference (S, n, c) that should vanish, and the per-side penalty
+(S,), the mean over points of its squared norm, is derived from it (so that a least-squares
+optimizer such as Gauss-Newton sees the same rows as the penalty). A plugin may instead
+register a penalty ``fn(mine, other) -> (S,)`` only; it then works with the gradient
+optimizers but not with those that need residuals. ``other`` is detached by the caller. A
+condition is zero when the two sides agree (and, for the residual-type conditions, when they
+satisfy the PDE).
 
 Quantities (a condition declares which it needs; only those are computed and exchanged)
 are the registry :data:`ddpinn.interface.quantities.QUANTITIES` (name -> width and
@@ -35,6 +40,9 @@ class Condition:
     doc: str
     symmetric: bool = True
     candidate: bool = True  # in METALIC's default candidate list (its nine conditions)
+    # residual(mine, other) -> (S, n, c) whose mean squared norm over points is fn's penalty;
+    # None for a condition registered as a penalty only
+    residual: Callable | None = None
 
 
 CONDITIONS: dict = {}
@@ -44,13 +52,27 @@ CONDITIONS: dict = {}
 DEFAULT_CONDITIONS = ("average_solution", "residual_continuity")
 
 
-def condition(name: str, needs, symmetric: bool = True, candidate: bool = True):
-    """Register ``fn(mine, other) -> (S,)`` as interface condition ``name``."""
+def condition(name: str, needs, symmetric: bool = True, candidate: bool = True,
+              residual: bool = False):
+    """Register interface condition ``name``.
+
+    With ``residual=True`` the decorated ``fn(mine, other)`` returns the residual (S, n, c)
+    and the penalty (S,) is its mean squared norm over the points (:func:`_mean_sq`);
+    otherwise ``fn`` returns the penalty (S,) itself (no residual form)."""
     def deco(fn):
-        CONDITIONS[name] = Condition(name, tuple(needs), fn, (fn.__doc__ or "").strip(),
-                                     symmetric, candidate)
+        penalty = _penalty_of(fn) if residual else fn
+        CONDITIONS[name] = Condition(name, tuple(needs), penalty, (fn.__doc__ or "").strip(),
+                                     symmetric, candidate, fn if residual else None)
         return fn
     return deco
+
+
+def _penalty_of(residual: Callable) -> Callable:
+    """The penalty (S,) of a residual-form condition."""
+    def penalty(mine, other):
+        return _mean_sq(residual(mine, other))
+    penalty.__doc__ = residual.__doc__
+    return penalty
 
 
 def _mean_sq(diff: torch.Tensor) -> torch.Tensor:
@@ -58,61 +80,61 @@ def _mean_sq(diff: torch.Tensor) -> torch.Tensor:
     return row_mean(diff.pow(2).sum(-1), -1)
 
 
-@condition("solution_continuity", needs=("u",))
+@condition("solution_continuity", needs=("u",), residual=True)
 def solution_continuity(mine, other):
     """u_mine = u_other."""
-    return _mean_sq(mine["u"] - other["u"])
+    return mine["u"] - other["u"]
 
 
-@condition("average_solution", needs=("u",))
+@condition("average_solution", needs=("u",), residual=True)
 def average_solution(mine, other):
     """u_mine = (u_mine + u_other) / 2  (XPINN)."""
-    return _mean_sq(mine["u"] - 0.5 * (mine["u"] + other["u"]))
+    return mine["u"] - 0.5 * (mine["u"] + other["u"])
 
 
-@condition("interface_residual", needs=("res",), symmetric=False)
+@condition("interface_residual", needs=("res",), symmetric=False, residual=True)
 def interface_residual(mine, other):
     """PDE residual of this side vanishes on the interface."""
-    return _mean_sq(mine["res"])
+    return mine["res"]
 
 
-@condition("residual_continuity", needs=("res",))
+@condition("residual_continuity", needs=("res",), residual=True)
 def residual_continuity(mine, other):
     """res_mine = res_other  (XPINN)."""
-    return _mean_sq(mine["res"] - other["res"])
+    return mine["res"] - other["res"]
 
 
-@condition("flux_continuity", needs=("flux",))
+@condition("flux_continuity", needs=("flux",), residual=True)
 def flux_continuity(mine, other):
     """Normal flux f(u) . n equal on both sides  (cPINN)."""
-    return _mean_sq(mine["flux"] - other["flux"])
+    return mine["flux"] - other["flux"]
 
 
-@condition("normal_derivative_continuity", needs=("dn",))
+@condition("normal_derivative_continuity", needs=("dn",), residual=True)
 def normal_derivative_continuity(mine, other):
     """du/dn equal on both sides."""
-    return _mean_sq(mine["dn"] - other["dn"])
+    return mine["dn"] - other["dn"]
 
 
-@condition("second_normal_derivative_continuity", needs=("dnn",))
+@condition("second_normal_derivative_continuity", needs=("dnn",), residual=True)
 def second_normal_derivative_continuity(mine, other):
     """d2u/dn2 equal on both sides."""
-    return _mean_sq(mine["dnn"] - other["dnn"])
+    return mine["dnn"] - other["dnn"]
 
 
-@condition("tangential_second_derivative_continuity", needs=("dtt",))
+@condition("tangential_second_derivative_continuity", needs=("dtt",), residual=True)
 def tangential_second_derivative_continuity(mine, other):
     """d2u/dtau2 equal on both sides for every tangential axis tau."""
-    return _mean_sq(mine["dtt"] - other["dtt"])
+    return mine["dtt"] - other["dtt"]
 
 
-@condition("residual_gradient", needs=("gres",), symmetric=False)
+@condition("residual_gradient", needs=("gres",), symmetric=False, residual=True)
 def residual_gradient(mine, other):
     """Gradient of this side's residual vanishes on the interface  (gPINN)."""
-    return _mean_sq(mine["gres"])
+    return mine["gres"]
 
 
-@condition("upwind_solution", needs=("u",), symmetric=False, candidate=False)
+@condition("upwind_solution", needs=("u",), symmetric=False, candidate=False, residual=True)
 def upwind_solution(mine, other):
     """u_mine = u_other on the downstream (upper) side only; the upstream side is free.
 
@@ -120,19 +142,20 @@ def upwind_solution(mine, other):
     condition and never pulls them back toward its own: information flows forward in time,
     as in time marching. Meant for time interfaces (``{time = ["upwind_solution"]}``).
     """
-    down = mine["downstream"].to(mine["u"].dtype)
-    return _mean_sq(mine["u"] - other["u"]) * down
+    down = mine["downstream"].to(mine["u"].dtype)[:, None, None]  # 0 or 1: squares to itself
+    return (mine["u"] - other["u"]) * down
 
 
-@condition("upwind_normal_derivative", needs=("dn",), symmetric=False, candidate=False)
+@condition("upwind_normal_derivative", needs=("dn",), symmetric=False, candidate=False,
+           residual=True)
 def upwind_normal_derivative(mine, other):
     """du/dn_mine = du/dn_other on the downstream (upper) side only.
 
     On a time interface: the later slab starts with the earlier slab's rate of change, not
     only its values (with ``upwind_solution``).
     """
-    down = mine["downstream"].to(mine["dn"].dtype)
-    return _mean_sq(mine["dn"] - other["dn"]) * down
+    down = mine["downstream"].to(mine["dn"].dtype)[:, None, None]
+    return (mine["dn"] - other["dn"]) * down
 
 
 def get_condition(name: str, where: str = "interface.conditions") -> Condition:

@@ -22,6 +22,7 @@ class StageSection:
     decay_steps: int = 1000
     history: int = 50
     max_evals: int = 25
+    damping: float = 1e-3  # gauss_newton: initial Levenberg-Marquardt damping lambda
     # interface conditions of this stage (default: the case's): a list or {space, time}
     conditions: Optional[Union[list, dict]] = None
     causal: bool = True  # causal weights in this stage (when [causal] chunks > 0)
@@ -76,17 +77,17 @@ def _check_rules(path: str, st: StageSection) -> None:
 def optimizer_class(path: str, name):
     """The adapter class of an optimizer name (registered, or ``"package.module:ClassName"``,
     imported here), or a :class:`ConfigError` naming the choices."""
-    from ddpinn.training.optimizers import OPTIMIZERS, get_optimizer_class
+    from ddpinn.training.optimizers import get_optimizer_class, optimizer_names
 
     if isinstance(name, str) and ":" in name:
         try:
             return get_optimizer_class(name)
         except ValueError as exc:
             raise ConfigError(f"field {path!r}: {exc}") from None
-    if name not in OPTIMIZERS:
+    if name not in optimizer_names():
         raise ConfigError(f"field {path!r} = {name!r} is not allowed; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}, or 'package.module:ClassName'")
-    return OPTIMIZERS[name]
+                          f"{', '.join(optimizer_names())}, or 'package.module:ClassName'")
+    return get_optimizer_class(name)
 
 
 def validate_stages(cfg, dtypes) -> None:
@@ -104,7 +105,7 @@ def validate_stages(cfg, dtypes) -> None:
             raise ConfigError(f"field '{path}lr' = {st.lr!r} has the wrong type: "
                               f"expected a number")
         st.lr = float(st.lr)
-        for key in ("lr", "decay_rate"):
+        for key in ("lr", "decay_rate", "damping"):
             if not getattr(st, key) > 0:
                 raise ConfigError(f"field '{path}{key}' = {getattr(st, key)!r} must be > 0")
         for key, low in (("steps", 0), ("decay_steps", 1), ("history", 1), ("max_evals", 1)):

@@ -163,17 +163,34 @@ def experts_per_rank(n_subdomains: int, groups: int) -> int:
     return -(-int(n_subdomains) // int(groups))
 
 
-def _optimizer_bytes(stage, params: float, largest_param: float, n_params: tuple) -> float:
+def _optimizer_bytes(stage, params: float, largest_param: float, n_params: tuple,
+                     rows: float = 0.0) -> float:
     """What the optimizer of ``stage`` holds besides the parameters and their gradients.
 
-    ``n_params``: (parameters on the rank, over all experts), passed to an adapter whose
-    ``memory_bytes`` takes it (a dense matrix over all parameters scales with both)."""
+    Passed to an adapter whose ``memory_bytes`` takes them: ``n_params`` (parameters on the
+    rank, over all experts; a dense matrix over all parameters scales with both) and
+    ``rows`` (residual rows of the rank's experts, E M, for least-squares optimizers)."""
     if stage.steps == 0:
         return 0.0
     cls = get_optimizer_class(stage.optimizer)
-    if "n_params" in inspect.signature(cls.memory_bytes).parameters:
-        return cls.memory_bytes(stage, params, largest_param, n_params=n_params)
-    return cls.memory_bytes(stage, params, largest_param)
+    accepted = inspect.signature(cls.memory_bytes).parameters
+    extra = {k: v for k, v in (("n_params", n_params), ("rows", rows)) if k in accepted}
+    return cls.memory_bytes(stage, params, largest_param, **extra)
+
+
+def residual_rows(problem, n_rows: int) -> int:
+    """Residual rows per expert of the least-squares form (:mod:`ddpinn.training.lsq`), an
+    upper bound: q residual equations per row, m boundary and m data values per row, and
+    the active conditions' widths per interface point on each of the 2 d faces."""
+    from ddpinn.interface.conditions import CONDITIONS
+    from ddpinn.interface.quantities import values_per_point
+
+    cfg, pde = problem.cfg, problem.pde
+    d = problem.decomposition.box.dim
+    names = {c for cs in [problem.conditions, *problem.stage_conditions] for c in cs.names}
+    q = len(pde.equation_names())
+    widths = sum(values_per_point(CONDITIONS[c].needs, pde.n_out, q, d) for c in names)
+    return n_rows * (q + 2 * pde.n_out) + 2 * d * cfg.points.interface * widths
 
 
 def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
@@ -215,7 +232,9 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     step *= 1.0 + (HEAP_FACTOR - 1.0) * heap
     stages = [s for s in cfg.stages if s.steps > 0]
     n_params = (E * sum(p.numel() for p in one), d.n_subdomains * sum(p.numel() for p in one))
-    optimizer = max((_optimizer_bytes(s, params, largest_param, n_params) for s in stages),
+    rows = E * residual_rows(problem, N)
+    optimizer = max((_optimizer_bytes(s, params, largest_param, n_params, rows)
+                     for s in stages),
                     default=0.0)
     training = (step + optimizer + 2 * params) if stages else 0.0  # parameters + gradients
 

@@ -22,6 +22,11 @@ import torch
 from ddpinn.training.lbfgs import DistributedLBFGS
 
 OPTIMIZERS: dict = {}
+#: Shipped optimizers in modules of their own: name -> the module that registers it, imported
+#: on first use (the module imports this one, so this one never imports it statically).
+OPTIMIZER_MODULES = {"gauss_newton": "ddpinn.training.gauss_newton",
+                     "ssbfgs": "ddpinn.training.self_scaled",
+                     "ssbroyden": "ddpinn.training.self_scaled"}
 
 
 def register_optimizer(name: str):
@@ -49,9 +54,16 @@ def get_optimizer_class(name: str):
             raise ValueError(f"optimizer {name!r} is not a "
                              f"ddpinn.training.optimizers.OptimizerAdapter subclass")
         return cls
+    if name not in OPTIMIZERS and name in OPTIMIZER_MODULES:
+        importlib.import_module(OPTIMIZER_MODULES[name])
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} is not known")
     return OPTIMIZERS[name]
+
+
+def optimizer_names() -> list:
+    """Names a case may give: the registered ones and those of :data:`OPTIMIZER_MODULES`."""
+    return list(dict.fromkeys([*OPTIMIZERS, *OPTIMIZER_MODULES]))
 
 
 def build_optimizer(solver, stage, lr: float) -> "OptimizerAdapter":
@@ -119,8 +131,15 @@ class OptimizerAdapter:
         """Bytes held besides the parameters and their gradients (for the memory check).
 
         ``params``: bytes of this rank's parameters; ``largest_param``: of its largest
-        tensor."""
+        tensor. An adapter whose ``memory_bytes`` also takes ``rows`` is given the residual
+        rows of all local experts (E times the rows per expert), for Jacobians."""
         return float(params)
+
+    @classmethod
+    def check_case(cls, stage, conditions, cfg, where: str) -> None:
+        """At set-up, before anything is written: raise ValueError (naming ``where``, the
+        stage's field path) if this optimizer cannot run ``stage`` with ``conditions``
+        (its ConditionSet) in the case ``cfg``."""
 
 
 @register_optimizer("adam")
@@ -245,4 +264,3 @@ class LBFGS(OptimizerAdapter):
 
 
 # Optimizers in modules of their own register themselves on import.
-from ddpinn.training import self_scaled  # noqa: E402,F401  ssbfgs, ssbroyden
