@@ -261,6 +261,3 @@ class LBFGS(OptimizerAdapter):
         # vectors) taken per parameter tensor for the Gram matrix.
         k = min(stage.steps, stage.history)
         return (2 * k + 5) * params + (2 * k + 7) * largest_param * 2
-
-
-# Optimizers in modules of their own register themselves on import.
