@@ -197,6 +197,14 @@ class Closure:
         self.experts, self.ownership, self.ctx = experts, ownership, ctx
         self.means, self.causal = means, causal
 
+    def begin_step(self) -> bool:
+        """Start of an optimizer step: causal weights are taken anew at its first evaluation.
+        Returns True when the objective may change from the last step's (causal weights)."""
+        if self.ctx.causal is None:
+            return False
+        self.ctx.causal.begin_step()
+        return True
+
     def __call__(self):
         # Compute time: the whole closure less the exchange waits and allreduces inside it.
         with self.ownership.comm.times.measure("compute"):

@@ -186,9 +186,5 @@ class Solver:
         return True
 
     def begin_step(self) -> bool:
-        """Start of an optimizer step: causal weights are taken anew at its first evaluation.
-        Returns True when the objective may change from the last step's (causal weights)."""
-        if self.active_causal is None:
-            return False
-        self.causal.begin_step()
-        return True
+        """:meth:`Closure.begin_step <ddpinn.training.context.Closure.begin_step>`."""
+        return self.closure.begin_step()
