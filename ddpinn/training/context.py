@@ -159,16 +159,20 @@ def sum_over_experts(ownership, per_expert: torch.Tensor, int_sum=None) -> np.nd
     return reproducible_sum(ownership.comm, values, ownership.n_items, int_sum)
 
 
+def _through(backend_sum):
+    """The collective int64 sum of :func:`reproducible_sum` done by a backend's in-place
+    tensor sum (``allreduce_sum_`` or ``group_sum_``)."""
+    return lambda ints: backend_sum(torch.from_numpy(ints.copy())).numpy()
+
+
 def sum_grads_over_group(ownership, params: list) -> None:
     """Collective over the group. Each replica's expert gradients come from its share of
     the points; their sum is the gradient of the loss of all points. Summed exactly (in
     integers), so every replica gets the same bits and the experts stay identical."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads]).double().cpu().numpy()
-    backend = ownership.backend
     total = reproducible_sum(ownership.layout.group_comm, flat[None, :],
-                             ownership.layout.replicas,
-                             lambda ints: backend.group_sum_(torch.from_numpy(ints.copy())).numpy())
+                             ownership.layout.replicas, _through(ownership.backend.group_sum_))
     total = torch.from_numpy(total)
     offset = 0
     for p in params:
@@ -235,13 +239,12 @@ class Closure:
     def _sum_shared_grads(self, leaves: dict) -> None:
         """One fused allreduce (through the configured backend) for all shared gradients;
         ``leaves`` name -> (E, 1), each expert's copy of a shared unknown."""
-        shared, backend = self.experts.shared, self.ownership.backend
+        shared = self.experts.shared
         per_expert = torch.stack([
             leaf.grad.reshape(-1) if leaf.grad is not None
             else torch.zeros(leaf.shape[0], dtype=leaf.dtype, device=leaf.device)
             for leaf in leaves.values()], 1)  # (E, n_shared)
-        grads = sum_over_experts(
-            self.ownership, per_expert,
-            lambda ints: backend.allreduce_sum_(torch.from_numpy(ints.copy())).numpy())
+        grads = sum_over_experts(self.ownership, per_expert,
+                                 _through(self.ownership.backend.allreduce_sum_))
         for p, g in zip(shared.values(), grads):
             p.grad = torch.tensor(g, dtype=p.dtype, device=p.device)
