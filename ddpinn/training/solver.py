@@ -96,7 +96,9 @@ class Solver:
     backend = property(lambda self: self.ownership.backend)
     owner = property(lambda self: self.ownership.owner)
     sids = property(lambda self: self.ownership.sids)
-    model = property(lambda self: self.experts.model)
+    # Settable: a test or a tool may evaluate another model through predict and the closure.
+    model = property(lambda self: self.experts.model,
+                     lambda self, model: setattr(self.experts, "model", model))
     shared = property(lambda self: self.experts.shared)
     ctx = property(lambda self: self.closure.ctx)
     batch = property(lambda self: self.ctx.batch)
