@@ -224,13 +224,12 @@ def cmd_run(args) -> int:
         raise
 
 
-def _run(args, comm) -> int:
+def _start(args, comm):
+    """Collective. Case, problem, solver and run directory of a run, or a clean exit on bad
+    input: ``(cfg, problem, solver, start, threads, set-up seconds of the problem)``."""
     from ddpinn.parallel.device import choose_device, set_threads
-    from ddpinn.training.evaluate import evaluate, make_test_grid
-    from ddpinn.training.flow_diagnostics import energy_diagnostics
     from ddpinn.training.memory import check_memory
     from ddpinn.training.solver import Solver
-    from ddpinn.training.trainer import Preempted, Trainer
 
     try:
         check_slurm_world(comm)
@@ -255,10 +254,19 @@ def _run(args, comm) -> int:
         start = open_run_dir(comm, cfg, problem, solver, args.resume, args.overwrite)
     except DDPINNError as exc:
         fail(comm, str(exc), EXIT_CONFIG)
-    run_dir = start.run_dir
     if comm.rank == 0:
         write_start(start, cfg, problem, solver)
     comm.barrier()
+    return cfg, problem, solver, start, threads, t_problem
+
+
+def _run(args, comm) -> int:
+    from ddpinn.training.evaluate import evaluate, make_test_grid
+    from ddpinn.training.flow_diagnostics import energy_diagnostics
+    from ddpinn.training.trainer import Preempted, Trainer
+
+    cfg, problem, solver, start, threads, t_problem = _start(args, comm)
+    run_dir = start.run_dir
     dtypes = " then ".join(k for k, _ in groupby(st.dtype for st in cfg.stages))
     log.info("ddpinn %s: case %r, PDE %s, %d subdomains on %d ranks (%d threads each), %s; "
              "run %s in %s", __version__, cfg.case.name, problem.pde.name,

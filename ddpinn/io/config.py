@@ -327,7 +327,7 @@ def _registry_choices() -> dict:
     from ddpinn.nn.taylor import ENGINES
     from ddpinn.parallel.backends import BACKENDS
     from ddpinn.training.resampling import RESAMPLERS
-    from ddpinn.training.solver import DTYPES
+    from ddpinn.training.experts import DTYPES
 
     return {"case.dtype": list(DTYPES), "network.activation": list(ACTIVATIONS),
             "network.derivatives": list(ENGINES), "parallel.backend": [*BACKENDS, "auto"],

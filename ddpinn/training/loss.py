@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ddpinn.interface import exchange
-from ddpinn.interface.conditions import CONDITIONS, ConditionSet
+from ddpinn.interface.conditions import CONDITIONS
 from ddpinn.nn.batched import row_mean, row_sum
 from ddpinn.nn.taylor import make_fields
 
@@ -26,43 +26,44 @@ class LossTerms:
 
     total : scalar Tensor, sum over local experts (differentiable); its gradient, with the
         other sides detached, is the gradient of the objective ``metrics["loss"]``
-    metrics : dict name -> ndarray (E,), per local expert (the caller reduces them)
+    metrics : dict name -> Tensor (E,), per local expert, detached, on the model's device
+        (the caller reduces them all at once)
     """
 
     total: torch.Tensor
     metrics: dict
 
 
-def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, weights,
-               quantities, derivatives="taylor", causal=None, compile=False,
-               early_send=False, residual_weights=None) -> LossTerms:
+def local_loss(ctx, model, params) -> LossTerms:
     """Collective (neighbour exchange). Loss of this rank's experts.
 
     Parameters
     ----------
+    ctx : StepContext (:mod:`ddpinn.training.context`): points ``ctx.batch`` x (E, N, d),
+        interface plan, exchange communicator, active conditions and the quantities they
+        need, causal weights and the step's settings (loss weights, derivative engine,
+        compile, early_send)
     model : BatchedMLP with E experts
-    params : dict, PDE parameters (inverse unknowns as shared tensors)
-    batch : PointBatch, x (E, N, d)
-    plan : InterfacePlan
-    conditions : ConditionSet (or a list for every interface), active interface conditions
-    cond_weights : dict str -> float
-    weights : LossSection (residual, boundary, data); ``weights.residual`` is used when it
-        is one number
-    quantities : tuple of str, interface quantities the conditions need
-    derivatives : str, derivative engine ("taylor" or "autograd"; see
-        :func:`ddpinn.nn.taylor.make_fields`)
-    causal : CausalWeights or None; collective when given: squared residual per row (E, N)
-        -> constant weights per row (E, N) of the residual term
-    compile : bool, compiled Taylor sweep (not where the conditions need ``gres``: its
-        gradient would be differentiated twice)
-    early_send : bool, evaluate the rows from ``batch.interface_row`` on first and send
-        their interface values while the other rows are evaluated (one more, smaller pass)
-    residual_weights : sequence of float (n_equations,) or None, a weight per equation of
-        the residual (``Problem.residual_weights``) instead of ``weights.residual``
+    params : dict, PDE parameters (inverse unknowns as tensors (E, 1))
     """
-    conditions = ConditionSet.of(conditions)
+    plan = ctx.plan
+    u, res, mine, handle = _evaluate_and_post(ctx, model, params)
+    per_res, per_bc, per_data, per_expert = _local_terms(ctx, u, res)
+    other = exchange.complete(plan, ctx.comm, mine, handle)
+    metrics = {"residual": per_res.detach(), "boundary": per_bc.detach(),
+               "data": per_data.detach()}
+    per_expert = _interface_terms(ctx, mine, other, per_expert, metrics)
+    total = per_expert.sum()
+    return LossTerms(total, metrics)
+
+
+def _evaluate_and_post(ctx, model, params):
+    """Forward with derivatives at every row, and the interface values posted to the
+    neighbours: ``(u (E, N, m), res (E, N, q), mine, handle)``."""
+    batch, plan, comm, pde = ctx.batch, ctx.plan, ctx.comm, ctx.pde
+    quantities, derivatives = ctx.quantities, ctx.settings.derivatives
     x = batch.x.detach().requires_grad_(True)
-    compile = compile and "gres" not in quantities
+    compile = ctx.settings.compile and "gres" not in quantities
     split = batch.interface_row
 
     def evaluate(rows):
@@ -72,7 +73,7 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
                              compile=compile, constant_data="gres" not in quantities)
         return fields, pde.residual(fields, params)  # (E, n, q)
 
-    if early_send and 0 < split < x.shape[1]:
+    if ctx.settings.early_send and 0 < split < x.shape[1]:
         # The interface block first: its values are sent while the other rows are evaluated.
         tail, res_tail = evaluate(slice(split, None))
         mine = exchange.interface_values(plan.from_row(split), tail, res_tail, pde, params,
@@ -87,7 +88,14 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         mine = exchange.interface_values(plan, fields, res, pde, params, quantities)
         # Post early, complete late: the sends overlap with the local terms below.
         handle = exchange.post(plan, comm, mine)
+    return u, res, mine, handle
 
+
+def _local_terms(ctx, u, res):
+    """Residual, boundary and data terms per expert, each (E,): the unweighted residual
+    (the "residual" metric), boundary, data and their weighted sum."""
+    batch, pde, causal = ctx.batch, ctx.pde, ctx.causal
+    weights, residual_weights = ctx.settings.weights, ctx.settings.residual_weights
     res_sq = res.pow(2).sum(-1)  # (E, N)
     per_res = row_sum(res_sq * batch.res_w, -1)  # (E,), unweighted (the "residual" metric)
     w_res = weights.residual
@@ -109,8 +117,14 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
     per_data = row_sum((u - batch.data_target).pow(2) * batch.data_w, (-1, -2))
     per_expert = (w_res * weighted_res + weights.boundary * per_bc
                   + weights.data * per_data)
+    return per_res, per_bc, per_data, per_expert
 
-    other = exchange.complete(plan, comm, mine, handle)
+
+def _interface_terms(ctx, mine, other, per_expert, metrics):
+    """``per_expert`` (E,) plus the weighted interface conditions of each expert's sides;
+    adds the ``if_*``, ``mismatch_*``, ``sides_*`` and ``loss`` metrics (E,) in place."""
+    plan, conditions, batch = ctx.plan, ctx.conditions, ctx.batch
+    cond_weights = ctx.settings.condition_weights
     n_experts = per_expert.shape[0]
 
     def per_expert_sum(side_values):
@@ -118,8 +132,6 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         out = torch.zeros(n_experts, dtype=side_values.dtype, device=side_values.device)
         return out.index_add(0, plan.expert, side_values) if plan.n_sides else out
 
-    metrics = {"residual": per_res.detach(), "boundary": per_bc.detach(),
-               "data": per_data.detach()}
     objective = per_expert.detach()
     penalties = exchange.condition_losses(conditions.names, mine, other, plan) \
         if plan.n_sides else {}
@@ -135,18 +147,17 @@ def local_loss(model, pde, params, batch, plan, comm, conditions, cond_weights, 
         side_total = sum(cond_weights.get(n, 1.0) * v for n, v in penalties.items())
         per_expert = per_expert + per_expert_sum(side_total)
     for n in conditions.names:
-        v = penalties[n].detach() if n in penalties else torch.zeros(plan.n_sides,
-                                                                        dtype=objective.dtype)
+        v = penalties[n].detach() if n in penalties else torch.zeros(
+            plan.n_sides, dtype=objective.dtype, device=objective.device)
         metrics[f"if_{n}"] = per_expert_sum(v)
         half = 0.5 if CONDITIONS[n].symmetric else 1.0
         objective = objective + cond_weights.get(n, 1.0) * half * metrics[f"if_{n}"]
     mismatch = (row_mean((mine["u"] - other["u"]).detach().pow(2).sum(-1), -1)
-                if plan.n_sides else torch.zeros(0, dtype=objective.dtype))
+                if plan.n_sides else torch.zeros(0, dtype=objective.dtype,
+                                                 device=objective.device))
     for kind in ("space", "time"):
         sel = plan.kind_mask[kind].to(objective.dtype) * frac
         metrics[f"mismatch_{kind}"] = per_expert_sum(mismatch * sel)
         metrics[f"sides_{kind}"] = per_expert_sum(sel)
     metrics["loss"] = objective
-    total = per_expert.sum()
-    metrics = {k: v.double().cpu().numpy() for k, v in metrics.items()}
-    return LossTerms(total, metrics)
+    return per_expert

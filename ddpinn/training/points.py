@@ -142,28 +142,8 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
     x[:, :k_int] = interior
     res_w[:, :k_int] = 1.0 / n_int
 
-    # Boundary faces in (expert, axis, lower side first) order, as Decomposition.boundary_faces.
-    face_e, face_a, face_hi = np.nonzero(decomp.boundary_face_mask(time_axis)[sids])
-    face_s = 2 * face_hi - 1  # -1 lower, +1 upper
-    n_faces = np.bincount(face_e, minlength=E)
-    first_face = np.cumsum(n_faces) - n_faces
-    face_row = k_int + k_bc * (np.arange(len(face_e)) - first_face[face_e])
-    pts = lower[face_e, None] + _uniform(
-        [(seed, TAG_BOUNDARY, epoch, sids[e], a, s + 1)
-         for e, a, s in zip(face_e, face_a, face_s)], n_bc, d) * width[face_e, None]
-    pts = pts[:, replica::replicas]
-    pts[np.arange(len(face_e)), :, face_a] = np.where(
-        face_hi == 1, upper[face_e, face_a], lower[face_e, face_a])[:, None]
-    rows = face_row[:, None] + np.arange(k_bc)  # (F, k_bc)
-    x[face_e[:, None], rows] = pts
-    for a, s in sorted(set(zip(face_a.tolist(), face_s.tolist()))):
-        # One call per face class: the boundary data of every local face of that class.
-        sel = np.flatnonzero((face_a == a) & (face_s == s))
-        target, mask = pde.boundary_data(torch.as_tensor(pts[sel].reshape(-1, d)), a, s, params)
-        bc_t[face_e[sel, None], rows[sel]] = target.numpy().reshape(len(sel), k_bc, m)
-        bc_w[face_e[sel, None], rows[sel]] = (np.asarray(mask, float)
-                                               / (n_bc * n_faces[face_e[sel]])[:, None, None])
-
+    n_faces = _boundary_faces(decomp, sids, pde, params, time_axis, (seed, epoch), n_bc,
+                              k_int, (replica, replicas), x, bc_w, bc_t)
     r_data = k_int + k_bc * n_faces  # (E,)
     if n_data:
         pts = lower[:, None] + _uniform([(seed, TAG_DATA, s) for s in sids], n_data, d) \
@@ -189,6 +169,42 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
 
     return PointBatch(t(x), t(res_w), t(bc_w), t(bc_t), t(data_w), t(data_t), sides, k_if,
                       k_if / n_if if n_if else 1.0, first_interface if has_interfaces else N)
+
+
+def _boundary_faces(decomp, sids, pde, params, time_axis, key, n_bc, first_row, share, x,
+                    bc_w, bc_t) -> np.ndarray:
+    """Write the boundary points of the experts ``sids`` into ``x`` (E, N, d) from row
+    ``first_row`` on, with their Dirichlet targets and weights into ``bc_t`` and ``bc_w``
+    (E, N, m); ``key`` = (seed, epoch), ``share`` = (replica, replicas). Returns the number
+    of boundary faces of each expert, (E,)."""
+    (seed, epoch), (replica, replicas) = key, share
+    sids = np.asarray(sids, dtype=np.int64).reshape(-1)
+    m, d = pde.n_out, decomp.box.dim
+    lower, upper = decomp.lower[sids], decomp.upper[sids]  # (E, d)
+    width = upper - lower
+    k_bc = share_size(n_bc, replica, replicas)
+    # Boundary faces in (expert, axis, lower side first) order, as Decomposition.boundary_faces.
+    face_e, face_a, face_hi = np.nonzero(decomp.boundary_face_mask(time_axis)[sids])
+    face_s = 2 * face_hi - 1  # -1 lower, +1 upper
+    n_faces = np.bincount(face_e, minlength=len(sids))
+    first_face = np.cumsum(n_faces) - n_faces
+    face_row = first_row + k_bc * (np.arange(len(face_e)) - first_face[face_e])
+    pts = lower[face_e, None] + _uniform(
+        [(seed, TAG_BOUNDARY, epoch, sids[e], a, s + 1)
+         for e, a, s in zip(face_e, face_a, face_s)], n_bc, d) * width[face_e, None]
+    pts = pts[:, replica::replicas]
+    pts[np.arange(len(face_e)), :, face_a] = np.where(
+        face_hi == 1, upper[face_e, face_a], lower[face_e, face_a])[:, None]
+    rows = face_row[:, None] + np.arange(k_bc)  # (F, k_bc)
+    x[face_e[:, None], rows] = pts
+    for a, s in sorted(set(zip(face_a.tolist(), face_s.tolist()))):
+        # One call per face class: the boundary data of every local face of that class.
+        sel = np.flatnonzero((face_a == a) & (face_s == s))
+        target, mask = pde.boundary_data(torch.as_tensor(pts[sel].reshape(-1, d)), a, s, params)
+        bc_t[face_e[sel, None], rows[sel]] = target.numpy().reshape(len(sel), k_bc, m)
+        bc_w[face_e[sel, None], rows[sel]] = (np.asarray(mask, float)
+                                               / (n_bc * n_faces[face_e[sel]])[:, None, None])
+    return n_faces
 
 
 def _interface_sides(decomp, sids, n_if, seed, epoch, first_row, x, replica=0,

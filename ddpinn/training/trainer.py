@@ -345,7 +345,7 @@ class Trainer:
                 self.comm.times.reset()
                 t_step = time.perf_counter()
                 # New causal weights are a new objective (L-BFGS drops its last line search).
-                if self.solver.begin_step():
+                if self.solver.closure.begin_step():
                     opt.objective_changed()
                 opt.set_lr(stage.lr * self.lr_scale * lr_factor(stage, self.stage_step))
 

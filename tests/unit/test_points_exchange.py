@@ -393,7 +393,7 @@ def test_loss_evaluating_the_interface_block_first_is_the_same_loss(name):
     early) and the others after: the loss, its terms and its gradients are those of one pass
     over all rows."""
     from ddpinn.interface.conditions import ConditionSet
-    from ddpinn.io.config import LossSection
+    from ddpinn.training.context import StepContext, StepSettings
     from ddpinn.training.loss import local_loss
 
     setup = SETUPS[name]()
@@ -409,8 +409,9 @@ def test_loss_evaluating_the_interface_block_first_is_the_same_loss(name):
     params = list(model.parameters())
     out = []
     for early in (True, False):
-        terms = local_loss(model, pde, pde.params, batch, plan, SerialComm(), conds, {},
-                           LossSection(), QUANTITIES, early_send=early)
+        ctx = StepContext.of(pde, batch, plan, SerialComm(), conds,
+                             StepSettings(early_send=early), quantities=QUANTITIES)
+        terms = local_loss(ctx, model, pde.params)
         out.append((terms, torch.autograd.grad(terms.total, params)))
     (split, g_split), (whole, g_whole) = out
     torch.testing.assert_close(split.total, whole.total, rtol=1e-12, atol=0)

@@ -11,12 +11,12 @@ import torch
 from ddpinn.decomposition import decompose
 from ddpinn.geometry import Box
 from ddpinn.interface import exchange
-from ddpinn.interface.conditions import needed_quantities
-from ddpinn.io.config import ConfigError, LossSection, PointsSection, from_dict
+from ddpinn.io.config import ConfigError, PointsSection, from_dict
 from ddpinn.nn import BatchedMLP
 from ddpinn.parallel import SerialComm
 from ddpinn.parallel.replicas import check_replicas, group_ranks
 from ddpinn.pdes import PDES
+from ddpinn.training.context import StepContext
 from ddpinn.training.loss import local_loss
 from ddpinn.training.points import build_points
 
@@ -67,8 +67,8 @@ def loss_and_grads(replica, replicas):
     batch = batch_of(replica, replicas)
     plan = exchange.InterfacePlan(batch.sides, sids, np.zeros(len(sids), int), 0,
                                   batch.n_interface, batch.x.shape[1])
-    terms = local_loss(model, pde, pde.params, batch, plan, SerialComm(), CONDITIONS, {},
-                       LossSection(), needed_quantities(CONDITIONS))
+    ctx = StepContext.of(pde, batch, plan, SerialComm(), CONDITIONS)
+    terms = local_loss(ctx, model, pde.params)
     terms.total.backward()
     grads = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     return terms.metrics, grads
