@@ -14,6 +14,7 @@ from ddpinn.io.config import ConfigError, load
 from ddpinn.parallel import SerialComm
 from ddpinn.problem import build_problem
 from ddpinn.training.gauss_newton import LMCore, LevenbergMarquardt, damped_step, expert_blocks
+from ddpinn.training.context import StepContext, StepSettings
 from ddpinn.training.loss import local_loss
 from ddpinn.training.lsq import compact_layout, residual_blocks, residual_form_missing
 from ddpinn.training.solver import Solver
@@ -183,6 +184,14 @@ def _args(s):
                  residual_weights=s.problem.residual_weights), leaves)
 
 
+def _context(args, kw):
+    """The step context of local_loss from residual_blocks' arguments."""
+    model, pde, params, batch, plan, comm, conditions, cond_weights, weights, quantities = args
+    settings = StepSettings(weights, cond_weights, kw["residual_weights"], kw["derivatives"])
+    return StepContext.of(pde, batch, plan, comm, conditions, settings, kw["causal"],
+                          quantities)
+
+
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_residual_blocks_sum_of_squares_is_the_loss_and_its_gradient(name):
     case, extra = SOLVERS[name]
@@ -190,7 +199,7 @@ def test_residual_blocks_sum_of_squares_is_the_loss_and_its_gradient(name):
     if s.causal is not None:
         s.begin_step()
     args, kw, leaves = _args(s)
-    terms = local_loss(*args, **kw)
+    terms = local_loss(_context(args, kw), args[0], args[2])
     params = list(s.model.parameters()) + list(leaves.values())
     g_loss = torch.autograd.grad(terms.total, params, allow_unused=True)
     for layout in (None, compact_layout(s.decomposition, s.cfg.points, s.problem.time_axis)):
