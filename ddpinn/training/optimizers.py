@@ -189,23 +189,14 @@ class Adam(OptimizerAdapter):
         return 2 * params  # exp_avg, exp_avg_sq
 
 
-@register_optimizer("lbfgs")
-class LBFGS(OptimizerAdapter):
-    """:class:`~ddpinn.training.lbfgs.DistributedLBFGS`: many loss evaluations per step (the
-    line search); the step is recorded at the accepted point, after the update. Its step
-    length is the stage's ``lr`` times the back-off; schedules do not apply (the history
-    scales the direction)."""
+class LineSearchAdapter(OptimizerAdapter):
+    """Base of the adapters whose optimizer ``self.opt`` runs a line search on the global
+    loss: ``opt.step(loss_only)`` evaluates the loss many times and the step is recorded at
+    the accepted point, after the update; ``opt.forget_current()`` drops the loss and
+    gradient of the last line search. The step length stays the one the stage began with
+    (``lr`` times the back-off); schedules do not apply."""
 
     default_lr = 1.0
-
-    def __init__(self, solver, stage, lr):
-        super().__init__(solver, stage, lr)
-        # Inner products over one replica of every group (peer_comm): replicas hold identical
-        # parameters and gradients, so each expert counts once and all replicas agree.
-        self.opt = DistributedLBFGS(list(solver.model.parameters()),
-                                    list(solver.shared.parameters()), solver.layout.peer_comm,
-                                    solver.decomposition.n_subdomains, lr=lr,
-                                    history=stage.history, max_evals=stage.max_evals)
 
     def step(self, closure, record):
         box = {}
@@ -222,9 +213,29 @@ class LBFGS(OptimizerAdapter):
         """No-op: the step length stays the one the stage began with."""
 
     def objective_changed(self):
-        # L-BFGS must not reuse the loss and gradient of its last line search (also what
-        # makes restarts identical).
+        # The last line search's loss and gradient belong to the old objective (dropping
+        # them is also what makes restarts identical).
         self.opt.forget_current()
+
+
+@register_optimizer("lbfgs")
+class LBFGS(LineSearchAdapter):
+    """:class:`~ddpinn.training.lbfgs.DistributedLBFGS`: many loss evaluations per step (the
+    line search); the step is recorded at the accepted point, after the update. Its step
+    length is the stage's ``lr`` times the back-off; schedules do not apply (the history
+    scales the direction)."""
+
+    default_lr = 1.0
+
+    def __init__(self, solver, stage, lr):
+        super().__init__(solver, stage, lr)
+        # Inner products over one replica of every group (peer_comm): replicas hold identical
+        # parameters and gradients, so each expert counts once and all replicas agree.
+        self.opt = DistributedLBFGS(list(solver.model.parameters()),
+                                    list(solver.shared.parameters()), solver.layout.peer_comm,
+                                    solver.decomposition.n_subdomains, lr=lr,
+                                    history=stage.history, max_evals=stage.max_evals)
+
 
     def state(self, named_dist, named_shared):
         dist, shared = {}, {}

@@ -59,7 +59,7 @@ import torch
 
 from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
-from ddpinn.training.optimizers import OptimizerAdapter, register_optimizer
+from ddpinn.training.optimizers import LineSearchAdapter, register_optimizer
 
 
 class DenseSelfScaled:
@@ -278,7 +278,7 @@ def _ssbroyden_scaling(b: float, h: float, first: bool, n: int):
 SCALINGS = {"ssbfgs": _ssbfgs_scaling, "ssbroyden": _ssbroyden_scaling}
 
 
-class SelfScaled(OptimizerAdapter):
+class SelfScaled(LineSearchAdapter):
     """Adapter of :class:`DenseSelfScaled` (subclassed once per variant below). Like
     ``lbfgs``: many loss evaluations per step (the line search), the step recorded at the
     accepted point; the step length is the stage's ``lr`` times the back-off, schedules do
@@ -293,23 +293,6 @@ class SelfScaled(OptimizerAdapter):
                                    list(solver.shared.parameters()), solver.layout.peer_comm,
                                    solver.sids, solver.decomposition.n_subdomains,
                                    variant=self.name, lr=lr, max_evals=stage.max_evals)
-
-    def step(self, closure, record):
-        box = {}
-
-        def loss_only():
-            box["loss"], box["metrics"] = closure()
-            return box["loss"]
-
-        self.opt.step(loss_only)
-        record(box["loss"], box["metrics"])
-        return box["loss"], box["metrics"]
-
-    def set_lr(self, lr):
-        """No-op: the step length stays the one the stage began with."""
-
-    def objective_changed(self):
-        self.opt.forget_current()
 
     def state(self, named_dist, named_shared):
         o, key = self.opt, self.name
