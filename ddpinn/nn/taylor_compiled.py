@@ -20,7 +20,7 @@ import weakref
 
 import torch
 
-from ddpinn.nn.taylor_engine import TaylorFields
+from ddpinn.nn.taylor_engine import SWEEPS, TaylorFields
 
 log = logging.getLogger("ddpinn")
 
@@ -126,3 +126,6 @@ class CompiledTaylorFields(TaylorFields):
     def grad_of(self, y: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("TaylorFields.grad_of needs the eager engine: a loss with it "
                            "is differentiated twice, which a compiled sweep cannot be")
+
+
+SWEEPS["compiled"] = TaylorSweep

@@ -43,10 +43,12 @@ be views of shared results: do not modify them in place.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ddpinn.nn.activations import ACTIVATION_DERIVATIVES, differentiable_activation
 from ddpinn.nn.batched import baddbmm
-from ddpinn.nn.derivatives import _grad
+from ddpinn.nn.constraints import ConstrainedFields
+from ddpinn.nn.derivatives import Fields, _grad
 from ddpinn.nn.encoding import BASE_BLOCKS
 from ddpinn.nn.taylor_ops import linear, pair, quadratic, scale_tangents
 
@@ -320,3 +322,45 @@ class TaylorFields:
         if not self.x.requires_grad:
             raise RuntimeError("TaylorFields.grad_of needs x.requires_grad (it uses autograd)")
         return _grad(y, self.x)
+
+
+#: Derivative engines a case can choose (``network.derivatives``).
+ENGINES = ("taylor", "autograd")
+
+#: The compiled sweep, registered by :mod:`ddpinn.nn.taylor_compiled` on import (it builds
+#: on this module, so this module cannot import it).
+SWEEPS: dict = {}
+
+
+def supports_taylor(model) -> bool:
+    """Whether ``model`` says the Taylor-mode engine can differentiate it."""
+    answer = getattr(model, "supports_taylor", None)
+    return bool(answer()) if callable(answer) else False
+
+
+def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = "taylor",
+                compile: bool = False, constant_data: bool = False):
+    """Outputs and derivatives of ``model`` at ``x`` (E, N, d) with the chosen engine.
+
+    ``"taylor"`` gives :class:`TaylorFields` where the model supports it and autograd
+    :class:`~ddpinn.nn.derivatives.Fields` otherwise; ``"autograd"`` always gives :class:`Fields`. ``x`` should
+    require grad (autograd engine: always; Taylor engine: for ``grad_of``). With ``compile``
+    the Taylor engine runs as one compiled sweep (``SWEEPS["compiled"]``:
+    :class:`~ddpinn.nn.taylor_compiled.TaylorSweep`, kept per model);
+    its results allow one backward pass, not two (no ``grad_of`` in the loss). With
+    ``constant_data`` a hard initial condition's data and its derivatives are kept per point
+    set as constants (:class:`~ddpinn.nn.constraints.ConstrainedFields`; not with
+    ``grad_of``).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown derivative engine {engine!r}; choose one of: "
+                         f"{', '.join(ENGINES)}")
+    if engine == "taylor" and supports_taylor(model):
+        if compile:
+            fields = SWEEPS["compiled"].of(model, axes, outputs).fields(model, x)
+        else:
+            fields = TaylorFields(model, x, axes, outputs)
+        transform = getattr(model, "output_transform", None)
+        return fields if transform is None else \
+            ConstrainedFields(fields, transform, x, constant_data=constant_data)
+    return Fields(x, model(x), axes, outputs)

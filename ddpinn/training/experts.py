@@ -14,7 +14,7 @@ from ddpinn.decomposition.locate import locate
 from ddpinn.nn.architectures import ExpertSpec, build_architecture
 from ddpinn.nn.constraints import initial_constraint
 from ddpinn.nn.experts import BatchedExperts
-from ddpinn.nn.taylor import make_fields
+from ddpinn.nn.taylor_engine import make_fields
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -17,7 +17,7 @@ import torch
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS
 from ddpinn.nn.batched import row_mean, row_sum
-from ddpinn.nn.taylor import make_fields
+from ddpinn.nn.taylor_engine import make_fields
 
 
 @dataclass

@@ -31,7 +31,7 @@ import torch
 
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS, ConditionSet
-from ddpinn.nn.taylor import make_fields
+from ddpinn.nn.taylor_engine import make_fields
 
 
 def residual_form_missing(conditions) -> list:
