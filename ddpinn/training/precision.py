@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ddpinn.training.experts import DTYPES, make_experts
+from ddpinn.training.resampling import adapted_points
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -43,7 +44,7 @@ def convert_solver(solver, name: str) -> bool:
     dtype = DTYPES[name]
     if solver.dtype == dtype:
         return False
-    adapted = solver.interior_points() if solver.cfg.points.resample == "r3" else None
+    adapted = solver.interior_points() if adapted_points(solver.cfg) else None
     fresh = make_experts(solver.problem, solver.sids, dtype, solver.device).to(solver.device)
     with torch.no_grad():
         old = dict(solver.model.named_parameters())

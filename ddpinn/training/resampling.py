@@ -18,13 +18,20 @@ from ddpinn.training.points import TAG_R3, rng_for
 RESAMPLERS = {}
 
 
-def resampler(name: str):
+def resampler(name: str, adapts_points: bool = False):
     """Decorator: make ``fn(solver, step, every) -> bool`` (points changed) a choice of
-    ``points.resample``."""
+    ``points.resample``. ``adapts_points``: the interior points it leaves are state, not a
+    function of the sampling epoch, so checkpoints and precision switches carry them."""
     def deco(fn):
+        fn.adapts_points = adapts_points
         RESAMPLERS[name] = fn
         return fn
     return deco
+
+
+def adapted_points(cfg) -> bool:
+    """Whether the case's resampler keeps interior points that must be checkpointed."""
+    return RESAMPLERS[cfg.points.resample].adapts_points
 
 
 @resampler("uniform")
@@ -33,7 +40,7 @@ def redraw_all(solver, step: int, every: int) -> bool:
     return solver.resample(step // every)
 
 
-@resampler("r3")
+@resampler("r3", adapts_points=True)
 def retain_resample_release(solver, step: int, every: int) -> bool:
     """Collective. R3 update of the interior points at steps every, 2 every, ..."""
     if step == 0 or step % every:

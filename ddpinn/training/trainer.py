@@ -17,7 +17,7 @@ from ddpinn.parallel.errors import DDPINNError
 from ddpinn.training.evaluate import evaluate
 from ddpinn.training.optimizers import build_optimizer
 from ddpinn.training.precision import convert_solver, dtype_name
-from ddpinn.training.resampling import RESAMPLERS
+from ddpinn.training.resampling import RESAMPLERS, adapted_points
 from ddpinn.training.schedules import lr_factor
 from ddpinn.training.stage_rules import STEPS, StageRules
 
@@ -120,7 +120,7 @@ class Trainer:
             dist.update(od)
             shared.update(osh)
             scalars.update(osc)
-        if self.cfg.points.resample == "r3":  # adapted points are state, not a function of epoch
+        if adapted_points(self.cfg):  # adapted points are state, not a function of the epoch
             dist["points/interior"] = s.interior_points()
         if s.causal is not None:
             scalars.update(s.causal.state())
