@@ -61,7 +61,7 @@ class Solver:
     def __init__(self, problem, comm, device=torch.device("cpu")):
         cfg = problem.cfg
         self.problem, self.cfg, self.comm, self.device = problem, cfg, comm, device
-        self.dtype = DTYPES[first_dtype(cfg)]  # later stages may convert it (precision.py)
+        dtype = DTYPES[first_dtype(cfg)]  # later stages may convert it (precision.py)
         self.setup_seconds = {}
         t0 = time.perf_counter()
         self.ownership = Ownership.build(comm, problem.decomposition, cfg.parallel.replicas,
@@ -70,7 +70,7 @@ class Solver:
         # A large set-up says what it is doing (rank 0 logs INFO), so a long one is not silent.
         self._announce = len(self.sids) > LARGE_SETUP
         self._phase(f"partition done in {t1 - t0:.1f} s; building {len(self.sids)} experts")
-        self.experts = Experts(problem, self.ownership, self.dtype, device)
+        self.experts = Experts(problem, self.ownership, dtype, device)
         self.setup_seconds.update(partition=t1 - t0, experts=time.perf_counter() - t1)
         self._phase(f"experts built in {self.setup_seconds['experts']:.1f} s; drawing points")
         self.causal = CausalWeights(
@@ -101,6 +101,9 @@ class Solver:
     model = property(lambda self: self.experts.model,
                      lambda self, model: setattr(self.experts, "model", model))
     shared = property(lambda self: self.experts.shared)
+    # One precision, the experts': points are drawn and predictions made in it.
+    dtype = property(lambda self: self.experts.dtype,
+                     lambda self, dtype: setattr(self.experts, "dtype", dtype))
     ctx = property(lambda self: self.closure.ctx)
     batch = property(lambda self: self.ctx.batch)
     plan = property(lambda self: self.ctx.plan)
