@@ -46,10 +46,14 @@ def run_case(n: int, case, out_dir, *sets, resume=None, timeout=300, env=None, q
     return proc, secs
 
 
+def metric_rows(run_dir) -> list:
+    """The rows of a run's metrics.jsonl, in file order."""
+    return [json.loads(line) for line in open(Path(run_dir) / "metrics.jsonl") if line.strip()]
+
+
 def losses(run_dir) -> dict:
     """{step: loss} from a run's metrics.jsonl."""
-    rows = [json.loads(line) for line in open(Path(run_dir) / "metrics.jsonl") if line.strip()]
-    return {r["step"]: r["loss"] for r in rows}
+    return {r["step"]: r["loss"] for r in metric_rows(run_dir)}
 
 
 def check(proc):

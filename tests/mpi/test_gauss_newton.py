@@ -2,14 +2,12 @@
 mid-stage on 4 ranks resumes on 2, the loss never increases, and a NaN loss rolls back."""
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import HERE, ROOT, check, losses, run_case
+from .conftest import HERE, ROOT, check, losses, metric_rows, run_case
 
 # The invariance case: 8 subdomains (E = 8, 4, 2 per rank), a time axis, data, and an
 # inverse unknown (kappa) shared by every expert.
@@ -19,8 +17,7 @@ SETS = (f"stages.0.steps={ADAM}", 'stages.1.optimizer="gauss_newton"', f"stages.
         "stages.1.max_evals=4", "output.eval_every=0")
 
 
-def rows(run_dir) -> list:
-    return [json.loads(line) for line in open(Path(run_dir) / "metrics.jsonl")]
+rows = metric_rows
 
 
 @pytest.fixture(scope="module")

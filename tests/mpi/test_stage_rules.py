@@ -8,7 +8,6 @@ same step, and write its solution in the final precision.
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 
@@ -19,7 +18,7 @@ import torch
 
 from ddpinn.io.checkpoint import load
 
-from .conftest import HERE, check, run_case
+from .conftest import HERE, check, metric_rows, run_case
 
 CASE = HERE / "cases" / "stages.toml"
 TARGET = 1.2  # reached inside stage 0 (float32 Adam, 30 steps)
@@ -29,8 +28,7 @@ RULES = ("stages.0.steps=30", f"stages.0.target_loss={TARGET}", "stages.1.steps=
          f"stages.1.patience={PATIENCE}", "output.checkpoint_every=1", "output.log_every=1")
 
 
-def rows_of(run_dir) -> list:
-    return [json.loads(line) for line in open(run_dir / "metrics.jsonl") if line.strip()]
+rows_of = metric_rows
 
 
 def plateau_stop(losses, floor, patience) -> int:
