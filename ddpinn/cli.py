@@ -25,14 +25,14 @@ log = logging.getLogger("ddpinn")
 
 
 def cmd_info(args) -> int:
-    from ddpinn.decomposition import partition
+    from ddpinn.decomposition import assign_owners
     from ddpinn.interface.conditions import needed_quantities
     from ddpinn.interface.quantities import values_per_point
     from ddpinn.parallel import SerialComm
     from ddpinn.parallel.errors import DDPINNError
     from ddpinn.training.footprint import peak_rss_bytes, tensor_bytes
     from ddpinn.training.memory import estimate_rank_memory, format_estimate
-    from ddpinn.training.points import batch_bytes, padded_rows
+    from ddpinn.training.points import batch_bytes, problem_rows
     from ddpinn.training.experts import DTYPES, make_experts
 
     try:
@@ -44,7 +44,7 @@ def cmd_info(args) -> int:
     ranks = args.ranks or 1
     replicas = cfg.parallel.replicas
     groups = ranks // replicas
-    owner = partition(d.grid, groups)
+    owner = assign_owners(d, groups, problem.work)
     print(f"case {cfg.case.name!r}: PDE {pde.name} (outputs {', '.join(pde.outputs)}), "
           f"axes {', '.join(d.box.names)}")
     print(f"domain lower {list(d.box.lower)} upper {list(d.box.upper)}; periodic "
@@ -54,6 +54,10 @@ def cmd_info(args) -> int:
     kinds = {"space": len(d.interfaces) - n_time, "time": n_time}
     print(f"grid {list(d.grid)} -> {d.n_subdomains} subdomains, {len(d.interfaces)} interfaces "
           f"({kinds['space']} space, {kinds['time']} time)")
+    if problem.shape is not None:
+        from ddpinn.problem_shape import shape_summary
+
+        print("\n".join(shape_summary(problem)))
     q = needed_quantities(problem.conditions.names)
     per_point = values_per_point(q, pde.n_out, _n_equations(problem), d.box.dim)
     print(f"conditions {problem.conditions}; exchanged per point: "
@@ -70,7 +74,7 @@ def cmd_info(args) -> int:
     starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=groups))])
     one_expert = make_experts(problem, [0], DTYPES[cfg.case.dtype])
     param_bytes = tensor_bytes(one_expert.parameters())
-    rows = padded_rows(d, cfg.points, problem.time_axis, replicas)
+    rows = problem_rows(problem, replicas)
     memory = f"memory: parameters and points per rank, {rows} rows per expert"
     if replicas == 1:
         print(f"partition over {ranks} ranks ({memory}):")

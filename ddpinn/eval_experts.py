@@ -30,7 +30,7 @@ class RankExperts:
     def __init__(self, problem, comm, state, device=None, dtype=None):
         import torch
 
-        from ddpinn.decomposition import owned_sids, partition
+        from ddpinn.decomposition import assign_owners, owned_sids
         from ddpinn.io import checkpoint
         from ddpinn.training.experts import DTYPES, make_experts
         from ddpinn.training.trainer import check_shapes
@@ -44,7 +44,7 @@ class RankExperts:
         self.device = device if device is not None else torch.device("cpu")
         self.dtype = DTYPES[dtype or problem.cfg.case.dtype]
         groups = min(comm.size, d.n_subdomains)
-        self.owner = partition(d.grid, groups)
+        self.owner = assign_owners(d, groups, problem.work)
         self.sids = owned_sids(self.owner, comm.rank) if comm.rank < groups else []
         self.model = None
         if self.sids:

@@ -28,6 +28,18 @@ class Problem:
     # Weight of each equation of the residual (loss.residual as a list or table), or None
     # when loss.residual is one number for all equations.
     residual_weights: tuple | None = None
+    # The domain's shape (domain.shape, or the box with tagged faces when the case gives
+    # [[boundary]] conditions), its conditions and the points of each subdomain; None,
+    # (), None on a box with the PDE's Dirichlet data on every face.
+    shape: object = None
+    boundary_conditions: tuple = ()
+    shape_counts: object = None
+
+    @property
+    def work(self):
+        """Points per subdomain (S,) that the partition balances, or None (a box: the grid
+        partition)."""
+        return None if self.shape_counts is None else self.shape_counts.rows
 
 
 def build_problem(cfg: Config) -> Problem:
@@ -63,6 +75,12 @@ def build_problem(cfg: Config) -> Problem:
     periodic = [n in cfg.domain.periodic for n in cfg.axis_names]
     time_axis = cfg.axis_names.index("t") if cfg.has_time else None
     decomposition = decompose(box, cfg.decomposition.grid, periodic, time_axis)
+    shape, boundary_conditions, counts = None, (), None
+    if cfg.domain.shape or cfg.boundary:
+        from ddpinn.problem_shape import shaped_decomposition
+
+        shape, decomposition, boundary_conditions, counts = shaped_decomposition(
+            cfg, pde, decomposition, time_axis)
 
     conditions = cfg.interface.conditions
     weights = dict(cfg.interface.weights)
@@ -92,7 +110,7 @@ def build_problem(cfg: Config) -> Problem:
             raise ConfigError(f"field 'interface.weights.{c}' weights a condition that is "
                               f"not active; active: {', '.join(active)}")
     return Problem(cfg, pde, box, decomposition, time_axis, conditions, weights,
-                   stage_conditions, residual_weights)
+                   stage_conditions, residual_weights, shape, tuple(boundary_conditions), counts)
 
 
 def _check_stage_optimizers(cfg: Config, stage_conditions: list) -> None:

@@ -79,3 +79,15 @@ def partition(grid, n_ranks: int) -> np.ndarray:
 def owned_sids(owner: np.ndarray, rank: int) -> list:
     """Subdomain ids owned by ``rank``, ascending."""
     return [int(s) for s in np.flatnonzero(owner == rank)]
+
+
+def assign_owners(decomposition, n_ranks: int, work=None) -> np.ndarray:
+    """``sid -> rank`` of any decomposition: :func:`partition` of the grid for a box, or,
+    for a decomposition cut by a shape (cells dropped), runs of the snake order balanced
+    by ``work`` (S,), the points of each subdomain (default: its inside volume fraction)."""
+    if getattr(decomposition, "volume_fraction", None) is None:
+        return partition(decomposition.grid, n_ranks)
+    from ddpinn.decomposition.cut import partition_weighted
+
+    weights = decomposition.volume_fraction if work is None else work
+    return partition_weighted(np.asarray(weights, float), n_ranks)

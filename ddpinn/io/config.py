@@ -19,6 +19,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from ddpinn.io.config_errors import ConfigError, check_choice  # noqa: F401  (public here)
+from ddpinn.io.config_domain import boundary_tables, domain_from_shape
 from ddpinn.io.config_stages import StageSection, optimizer_class, validate_stages  # noqa: F401
 
 
@@ -35,6 +36,9 @@ class DomainSection:
     upper: list = field(default_factory=list)
     time: Optional[list] = None
     periodic: list = field(default_factory=list)
+    # a shape (ddpinn.geometry.spec): primitives, an STL surface or CSG; its bounding box is
+    # the domain's lower/upper, which are then not given
+    shape: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +147,9 @@ class Config:
     loss: LossSection = field(default_factory=LossSection)
     causal: CausalSection = field(default_factory=CausalSection)
     stages: list = field(default_factory=lambda: [StageSection()])
+    # [[boundary]] tables: conditions per boundary tag (ddpinn.boundary); empty: Dirichlet
+    # data of the PDE on every face, as boundary_data gives it
+    boundary: list = field(default_factory=list)
     output: OutputSection = field(default_factory=OutputSection)
     parallel: ParallelSection = field(default_factory=ParallelSection)
 
@@ -231,6 +238,9 @@ def build_section(cls, data: dict, path: str):
 def from_dict(data: dict) -> Config:
     """Build and validate a :class:`Config` from a parsed TOML table."""
     data = dict(data)
+    base_dir = data.pop("_base_dir", None)
+    if isinstance(data.get("domain"), dict) and "shape" in data["domain"]:
+        data["domain"] = domain_from_shape(data["domain"], base_dir)
     sections = {f.name: f for f in dataclasses.fields(Config)}
     for key in data:
         if key not in sections:
@@ -243,7 +253,9 @@ def from_dict(data: dict) -> Config:
     for name, f in sections.items():
         if name not in data:
             continue
-        if name == "stages":
+        if name == "boundary":
+            kwargs[name] = boundary_tables(data["boundary"])
+        elif name == "stages":
             stages = data["stages"]
             if not isinstance(stages, list) or not stages:
                 raise ConfigError("field 'stages' must be a non-empty array of tables "
@@ -441,6 +453,7 @@ def load(path, overrides=None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"case file {str(path)!r} is not valid TOML: {exc}") from None
     data = apply_overrides(data, overrides)
+    data["_base_dir"] = str(path.parent)  # STL files are named relative to the case file
     if not data.get("output", {}).get("dir"):
         data.setdefault("output", {})["dir"] = str(Path("runs") / data.get("case", {}).get(
             "name", path.stem))

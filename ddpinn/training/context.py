@@ -105,9 +105,14 @@ def draw_points(problem, ownership, epoch: int, dtype, device) -> tuple:
     seconds of each: ``(batch, plan, {"points": s, "interface_plan": s})``."""
     cfg, layout = problem.cfg, ownership.layout
     t0 = time.perf_counter()
-    batch = build_points(problem.decomposition, ownership.sids, problem.pde, cfg.points,
-                         cfg.case.seed, problem.pde.params, problem.time_axis, epoch, dtype,
-                         device, layout.replica, layout.replicas)
+    if problem.shape is not None:
+        from ddpinn.training.points_shape import build_shape_points
+
+        batch = build_shape_points(problem, ownership.sids, cfg.case.seed, epoch, dtype, device)
+    else:
+        batch = build_points(problem.decomposition, ownership.sids, problem.pde, cfg.points,
+                             cfg.case.seed, problem.pde.params, problem.time_axis, epoch, dtype,
+                             device, layout.replica, layout.replicas)
     t1 = time.perf_counter()
     # Interface partners are the same replica of the neighbour's group (peer_comm rank =
     # group), holding the same share of the interface points.
@@ -131,7 +136,11 @@ class MetricMeans:
     n_boundary_subdomains: int
 
     @classmethod
-    def of(cls, decomposition, time_axis) -> "MetricMeans":
+    def of(cls, decomposition, time_axis, shape_counts=None) -> "MetricMeans":
+        """``shape_counts``: the points of a cut decomposition (ShapeCounts), whose
+        boundary subdomains are those with boundary-condition entries."""
+        if shape_counts is not None:
+            return cls(decomposition.n_subdomains, int((shape_counts.entries > 0).sum()))
         mask = decomposition.boundary_face_mask(time_axis)
         return cls(decomposition.n_subdomains,
                    int(mask.reshape(len(mask), -1).any(-1).sum()))

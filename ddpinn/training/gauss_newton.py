@@ -377,6 +377,10 @@ class GaussNewton(OptimizerAdapter):
         if cfg.parallel.replicas > 1:
             raise ValueError(f"field '{where}.optimizer' = {stage.optimizer!r} does not run "
                              f"with parallel.replicas = {cfg.parallel.replicas}: use 1")
+        if cfg.domain.shape or cfg.boundary:
+            raise ValueError(f"field '{where}.optimizer' = {stage.optimizer!r} does not run "
+                             f"on a domain with 'domain.shape' or '[[boundary]]' conditions "
+                             f"yet: use adam, lbfgs, ssbfgs or ssbroyden")
 
     @classmethod
     def memory_bytes(cls, stage, params, largest_param, rows=0.0):

@@ -18,6 +18,7 @@ from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS
 from ddpinn.nn.batched import row_mean, row_sum
 from ddpinn.nn.taylor_engine import make_fields
+from ddpinn.training.boundary_loss import boundary_residual, output_gradients
 
 
 @dataclass
@@ -47,8 +48,8 @@ def local_loss(ctx, model, params) -> LossTerms:
     params : dict, PDE parameters (inverse unknowns as tensors (E, 1))
     """
     plan = ctx.plan
-    u, res, mine, handle = _evaluate_and_post(ctx, model, params)
-    per_res, per_bc, per_data, per_expert = _local_terms(ctx, u, res)
+    u, res, grad, mine, handle = _evaluate_and_post(ctx, model, params)
+    per_res, per_bc, per_data, per_expert = _local_terms(ctx, u, res, grad)
     other = exchange.complete(plan, ctx.comm, mine, handle)
     metrics = {"residual": per_res.detach(), "boundary": per_bc.detach(),
                "data": per_data.detach()}
@@ -59,12 +60,18 @@ def local_loss(ctx, model, params) -> LossTerms:
 
 def _evaluate_and_post(ctx, model, params):
     """Forward with derivatives at every row, and the interface values posted to the
-    neighbours: ``(u (E, N, m), res (E, N, q), mine, handle)``."""
+    neighbours: ``(u (E, N, m), res (E, N, q), grad, mine, handle)``; ``grad`` (E, N, m, d)
+    the outputs' first derivatives when boundary conditions need them, else None."""
     batch, plan, comm, pde = ctx.batch, ctx.plan, ctx.comm, ctx.pde
     quantities, derivatives = ctx.quantities, ctx.settings.derivatives
     x = batch.x.detach().requires_grad_(True)
     compile = ctx.settings.compile and "gres" not in quantities
     split = batch.interface_row
+    bc = batch.boundary_rows
+    need_grad = bc is not None and bc.needs_gradient
+
+    def gradients(fields):
+        return output_gradients(fields, pde.n_out) if need_grad else None
 
     def evaluate(rows):
         # Without gres nothing differentiates the residual in x: a hard initial condition's
@@ -82,16 +89,17 @@ def _evaluate_and_post(ctx, model, params):
         head, res_head = evaluate(slice(None, split))
         u = torch.cat([head.u, tail.u], dim=1)
         res = torch.cat([res_head, res_tail], dim=1)
+        grad = torch.cat([gradients(head), gradients(tail)], dim=1) if need_grad else None
     else:
         fields, res = evaluate(slice(None))
-        u = fields.u
+        u, grad = fields.u, gradients(fields)
         mine = exchange.interface_values(plan, fields, res, pde, params, quantities)
         # Post early, complete late: the sends overlap with the local terms below.
         handle = exchange.post(plan, comm, mine)
-    return u, res, mine, handle
+    return u, res, grad, mine, handle
 
 
-def _local_terms(ctx, u, res):
+def _local_terms(ctx, u, res, grad=None):
     """Residual, boundary and data terms per expert, each (E,): the unweighted residual
     (the "residual" metric), boundary, data and their weighted sum."""
     batch, pde, causal = ctx.batch, ctx.pde, ctx.causal
@@ -113,7 +121,11 @@ def _local_terms(ctx, u, res):
         weighted_res = row_sum(obj_sq * batch.res_w, -1)
     else:
         weighted_res = per_res
-    per_bc = row_sum((u - batch.bc_target).pow(2) * batch.bc_w, (-1, -2))
+    if batch.boundary_rows is not None:
+        bc = batch.boundary_rows
+        per_bc = row_sum(boundary_residual(bc, u, grad).pow(2) * bc.w, (-1, -2))
+    else:
+        per_bc = row_sum((u - batch.bc_target).pow(2) * batch.bc_w, (-1, -2))
     per_data = row_sum((u - batch.data_target).pow(2) * batch.data_w, (-1, -2))
     per_expert = (w_res * weighted_res + weights.boundary * per_bc
                   + weights.data * per_data)

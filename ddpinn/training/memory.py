@@ -210,13 +210,13 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     (with their gradients), ``setup`` (the set-up transient), ``experts`` and ``rows``
     (E and N of the rank's batch), ``phase`` ("training" or "set-up": where the peak is).
     """
-    from ddpinn.training.points import batch_bytes, padded_rows
+    from ddpinn.training.points import batch_bytes, problem_rows
     from ddpinn.training.experts import DTYPES, make_experts
 
     d, pde = problem.decomposition, problem.pde
     replicas = cfg.parallel.replicas
     E = experts_per_rank(d.n_subdomains, max(1, ranks // replicas))
-    N = padded_rows(d, cfg.points, problem.time_axis, replicas)
+    N = problem_rows(problem, replicas)
     itemsize = torch.empty(0, dtype=DTYPES[largest_dtype(cfg)]).element_size()
     one = list(make_experts(problem, [0], DTYPES[largest_dtype(cfg)]).parameters())
     per_expert_params = float(sum(p.numel() for p in one) * itemsize)

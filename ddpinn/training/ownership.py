@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ddpinn.decomposition import owned_sids, partition
+from ddpinn.decomposition import assign_owners, owned_sids
 from ddpinn.parallel.backends import make_backend
 from ddpinn.parallel.replicas import ReplicaLayout, make_layout
 
@@ -39,10 +39,12 @@ class Ownership:
     n_subdomains: int
 
     @classmethod
-    def build(cls, comm, decomposition, replicas: int, backend: str) -> "Ownership":
-        """Collective (communicator splits, backend set-up)."""
+    def build(cls, comm, decomposition, replicas: int, backend: str,
+              work=None) -> "Ownership":
+        """Collective (communicator splits, backend set-up). ``work``: points per
+        subdomain (S,), balanced over the ranks of a cut decomposition."""
         layout = make_layout(comm, replicas, decomposition.n_subdomains)
-        owner = partition(decomposition.grid, layout.groups)
+        owner = assign_owners(decomposition, layout.groups, work)
         return cls(comm, layout, make_backend(backend, comm, layout), owner,
                    owned_sids(owner, layout.group), decomposition.n_subdomains)
 

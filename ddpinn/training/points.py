@@ -75,11 +75,15 @@ class PointBatch:
     n_interface: int
     interface_fraction: float = 1.0
     interface_row: int = 0
+    # Boundary conditions as linear operators (ddpinn.training.points_shape.BoundaryRows),
+    # on domains with a shape or [[boundary]] tables; bc_w is then zero everywhere
+    boundary_rows: object = None
 
     @property
     def nbytes(self) -> int:
         """Bytes of the point tensors (coordinates, weights and targets)."""
-        return int(sum(t.numel() * t.element_size() for t in (
+        extra = self.boundary_rows.nbytes if self.boundary_rows is not None else 0
+        return extra + int(sum(t.numel() * t.element_size() for t in (
             self.x, self.res_w, self.bc_w, self.bc_target, self.data_w, self.data_target)))
 
 
@@ -101,6 +105,14 @@ def padded_rows(decomp, points_cfg, time_axis=None, replicas: int = 1) -> int:
     faces = decomp.boundary_face_mask(time_axis).sum(axis=(1, 2))  # (S,)
     rows = n_int + n_bc * faces + n_data + n_if * decomp.interface_counts()
     return int(rows.max())
+
+
+def problem_rows(problem, replicas: int = 1) -> int:
+    """Rows per expert N of a problem: :func:`padded_rows`, or the largest subdomain's
+    points of a cut decomposition."""
+    if problem.shape is not None:
+        return int(problem.shape_counts.rows.max())
+    return padded_rows(problem.decomposition, problem.cfg.points, problem.time_axis, replicas)
 
 
 def _uniform(keys, n, d) -> np.ndarray:

@@ -65,7 +65,7 @@ class Solver:
         self.setup_seconds = {}
         t0 = time.perf_counter()
         self.ownership = Ownership.build(comm, problem.decomposition, cfg.parallel.replicas,
-                                         cfg.parallel.backend)
+                                         cfg.parallel.backend, problem.work)
         t1 = time.perf_counter()
         # A large set-up says what it is doing (rank 0 logs INFO), so a long one is not silent.
         self._announce = len(self.sids) > LARGE_SETUP
@@ -77,7 +77,8 @@ class Solver:
             cfg.causal, cfg.domain.time, problem.time_axis, comm,
             self.decomposition.n_subdomains) if cfg.causal.chunks else None
         self.closure = Closure(self.experts, self.ownership, None,
-                               MetricMeans.of(self.decomposition, problem.time_axis),
+                               MetricMeans.of(self.decomposition, problem.time_axis,
+                                               problem.shape_counts),
                                self.causal)
         self._conditions, self._use_causal = problem.conditions, True
         self.epoch = -1

@@ -1,0 +1,56 @@
+"""Case-file parts that describe the domain's shape and its boundary conditions.
+
+The shape is checked (and STL files read) when the case is loaded, before anything is
+written; the boundary tables are checked against the PDE and the shape's tags by
+:func:`ddpinn.problem.build_problem`, which knows both.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ddpinn.io.config_errors import ConfigError
+
+
+def domain_from_shape(domain: dict, base_dir) -> dict:
+    """``[domain]`` with a ``shape``: the shape checked and its bounding box as lower/upper
+    (which the case then does not give). The shape is kept as data with STL paths made
+    absolute, so the config stays plain TOML data."""
+    from ddpinn.geometry.spec import shape_from_spec
+
+    domain = dict(domain)
+    for key in ("lower", "upper"):
+        if key in domain:
+            raise ConfigError(f"field 'domain.{key}' and 'domain.shape' are both given: the "
+                              f"shape's bounding box is the domain's extent; remove "
+                              f"'domain.{key}'")
+    if not isinstance(domain["shape"], dict):
+        raise ConfigError(f"field 'domain.shape' = {domain['shape']!r} must be a table")
+    try:
+        shape = shape_from_spec(domain["shape"], "domain.shape", base_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    domain["lower"] = [float(v) for v in shape.lower]
+    domain["upper"] = [float(v) for v in shape.upper]
+    if base_dir is not None:
+        domain["shape"] = absolute_files(domain["shape"], Path(base_dir))
+    return domain
+
+
+def absolute_files(spec, base: Path):
+    """A shape spec with every ``file`` made absolute against ``base``."""
+    if isinstance(spec, dict):
+        out = {k: absolute_files(v, base) for k, v in spec.items()}
+        if isinstance(out.get("file"), str) and not Path(out["file"]).is_absolute():
+            out["file"] = str((base / out["file"]).resolve())
+        return out
+    if isinstance(spec, list):
+        return [absolute_files(v, base) for v in spec]
+    return spec
+
+
+def boundary_tables(value) -> list:
+    """``[[boundary]]``: a list of tables, each checked against the PDE and the domain's
+    tags later (ddpinn.problem, which knows both)."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError("field 'boundary' must be an array of tables ([[boundary]] blocks)")
+    return [dict(v) for v in value]
