@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ddpinn.boundary.kinds import BOUNDARY_KINDS
-from ddpinn.boundary.values import Exact, parse_value
+from ddpinn.boundary.values import Exact, float_params, parse_value
 
 KEYS = ("tags", "kind", "values", "weight", "alpha", "beta")
 
@@ -239,7 +239,7 @@ def exact_target(x, A, b, direction, pde, params) -> np.ndarray:
     """B(u*) for the PDE's exact solution u*: (n, m), through torch autograd."""
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     with torch.enable_grad():
-        u = pde.exact(xt, params)
+        u = pde.exact(xt, float_params(params))
         grads = []
         for k in range(pde.n_out):
             if np.any(b[:, k]):
