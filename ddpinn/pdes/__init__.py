@@ -8,7 +8,7 @@ engine's equivalent); its reference data is a :class:`Reference`.
 import importlib
 
 from ddpinn.pdes.base import PDE, PDES, register_pde
-from ddpinn.pdes import elliptic, parabolic, navier_stokes  # noqa: F401
+from ddpinn.pdes import elliptic, parabolic, navier_stokes, wave  # noqa: F401
 from ddpinn.pdes.elliptic import sine_product
 from ddpinn.pdes.navier_stokes import IncompressibleNS
 from ddpinn.nn.derivatives import Fields

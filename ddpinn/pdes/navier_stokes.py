@@ -1,5 +1,5 @@
-"""Incompressible Navier-Stokes: steady 2D (Kovasznay flow), unsteady 3D (Beltrami flow) and the
-3D Taylor-Green vortex.
+"""Incompressible Navier-Stokes: steady flow in 2D and 3D (boundary data from the case), steady
+2D Kovasznay flow, unsteady 3D Beltrami flow and the 3D Taylor-Green vortex.
 
 Outputs are the velocity components and the pressure; residuals are the momentum equations
 followed by continuity.
@@ -34,21 +34,32 @@ class IncompressibleNS(PDE):
         return tuple(names + (["ppe"] if self.params.get("ppe", 0.0) else []))
 
     def residual(self, f, p):
-        d = self.space_dim
-        space = list(range(d))
-        vel = [f.value(i) for i in range(d)]
-        eqs = []
-        for i in range(d):
-            r = sum(vel[j] * f.d(i, j) for j in space) + f.d(d, i) - p["nu"] * f.laplacian(i, space)
-            if self.time_dependent:
-                r = r + f.d(i, "t")
-            eqs.append(r)
-        eqs.append(sum(f.d(i, i) for i in space))
-        ppe = p.get("ppe", 0.0)
-        if ppe:
-            quad = sum(f.d(i, j) * f.d(j, i) for i in space for j in space)
-            eqs.append(ppe * (f.laplacian(d, space) + quad))
-        return torch.stack(eqs, dim=-1)
+        return ns_residual(f, p, self.space_dim, self.time_dependent)
+
+
+def ns_residual(f, p: dict, space_dim: int, time_dependent: bool) -> torch.Tensor:
+    """Incompressible Navier-Stokes residual of the fields ``f``: (E, N, n_equations).
+
+    Outputs of ``f``: velocity components 0..space_dim-1, then the pressure. Columns:
+    momentum along each space axis ((u . grad) u + grad p - nu Laplace(u) [+ u_t]), then
+    continuity (div u), then ``ppe * (Laplace(p) + d_i u_j d_j u_i)`` when ``p["ppe"]`` is
+    set and non-zero.
+    """
+    d = space_dim
+    space = list(range(d))
+    vel = [f.value(i) for i in range(d)]
+    eqs = []
+    for i in range(d):
+        r = sum(vel[j] * f.d(i, j) for j in space) + f.d(d, i) - p["nu"] * f.laplacian(i, space)
+        if time_dependent:
+            r = r + f.d(i, "t")
+        eqs.append(r)
+    eqs.append(sum(f.d(i, i) for i in space))
+    ppe = p.get("ppe", 0.0)
+    if ppe:
+        quad = sum(f.d(i, j) * f.d(j, i) for i in space for j in space)
+        eqs.append(ppe * (f.laplacian(d, space) + quad))
+    return torch.stack(eqs, dim=-1)
 
 
 @register_pde("kovasznay")
@@ -76,6 +87,36 @@ class Kovasznay(IncompressibleNS):
 
     def boundary_data(self, x, axis, side, p):
         return self.exact(x, p), [True, True, axis == 0 and side > 0]
+
+
+@register_pde("navier_stokes")
+class NavierStokes(IncompressibleNS):
+    """Steady incompressible Navier-Stokes in 2D or 3D, outputs (u, v, p) or (u, v, w, p).
+
+    (u . grad) u + grad p - nu Laplace(u) = 0, div u = 0 (default nu = 1e-3: the channel
+    flow around a cylinder of the DFG benchmark 2D-1 on [0, 2.2] x [0, 0.41]). No closed
+    form and no default data: the boundary conditions come from the case's ``[[boundary]]``
+    tables (inflow profile, no-slip walls, an outflow condition that also fixes the
+    pressure).
+    """
+
+    outputs = ("u", "v", "p")  # 2D; an instance in 3D has (u, v, w, p)
+    space_dims = (2, 3)
+    defaults = {"nu": 1e-3, "ppe": 0.0}
+    gauge_outputs = ()
+    error_groups = {"velocity": ("u", "v")}
+    domain = ([0.0, 0.0], [2.2, 0.41], None)
+
+    def __init__(self, space_dim: int, params: dict | None = None):
+        super().__init__(space_dim, params)
+        velocity = ("u", "v", "w")[:space_dim]
+        self.outputs = velocity + ("p",)
+        self.error_groups = {"velocity": velocity}
+
+    def boundary_data(self, x, axis, side, p):
+        """No default data: zeros with every output unconstrained (the case's
+        ``[[boundary]]`` tables say what holds where)."""
+        return torch.zeros(x.shape[0], self.n_out, dtype=x.dtype), [False] * self.n_out
 
 
 @register_pde("beltrami")

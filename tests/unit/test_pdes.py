@@ -13,7 +13,7 @@ from ddpinn.nn import Fields
 from ddpinn.pdes import PDE, PDES, get_pde_class
 
 EXPECTED_PDES = {"poisson", "helmholtz", "heat", "advection", "burgers", "allen_cahn",
-                 "kovasznay", "beltrami"}
+                 "kovasznay", "beltrami", "wave", "navier_stokes"}
 
 CASES = [(name, d) for name, cls in sorted(PDES.items()) for d in cls.space_dims]
 EXACT_CASES = [(name, d) for name, d in CASES if PDES[name](d).has_exact]
@@ -270,3 +270,59 @@ def test_pressure_poisson_residual(name):
     r2 = ppe.residual(Fields(x, u + bump, ppe.axes, ppe.outputs), ppe.params)
     lap = -1.0 * torch.sin(2 * x[..., 0]) * torch.cos(x[..., 1])  # ppe * Laplace(bump)
     assert torch.allclose(r2[..., -1], lap, atol=1e-8)
+
+
+# -- Wave: second order in time -------------------------------------------------------------
+@pytest.mark.parametrize("d", [1, 2])
+def test_wave_exact_solution_starts_moving(d):
+    """u(0) = u_t(0) = prod sin(pi x_i): the initial rate is not zero, so the initial data
+    alone (without u_t) would not fix the solution."""
+    pde = PDES["wave"](d, {"c": 0.7})
+    x = points(type(pde), d).detach()[0]
+    x[:, -1] = 0.0
+    x.requires_grad_(True)
+    u = pde.exact(x, pde.params)
+    u_t = torch.autograd.grad(u.sum(), x)[0][:, -1]
+    base = torch.prod(torch.sin(math.pi * x[:, :-1]), dim=-1).detach()
+    torch.testing.assert_close(u[:, 0].detach(), base, rtol=0, atol=1e-14)
+    torch.testing.assert_close(u_t.detach(), base, rtol=0, atol=1e-13)
+    assert float(base.abs().max()) > 0.1
+
+
+def test_wave_residual_of_a_known_field():
+    """u = x^2 t^3: u_tt - c^2 u_xx = 6 x^2 t - 2 c^2 t^3."""
+    pde = PDES["wave"](1, {"c": 2.0})
+    x = points(type(pde), 1)
+    u = (x[..., 0] ** 2 * x[..., 1] ** 3)[..., None]
+    r = pde.residual(Fields(x, u, pde.axes, pde.outputs), pde.params)
+    X, T = x[..., 0].detach(), x[..., 1].detach()
+    torch.testing.assert_close(r[..., 0].detach(), 6 * X ** 2 * T - 8 * T ** 3,
+                               rtol=1e-12, atol=1e-12)
+
+
+# -- Steady Navier-Stokes: no closed form ---------------------------------------------------
+@pytest.mark.parametrize("d", [2, 3])
+def test_navier_stokes_outputs_and_residual(d):
+    pde = PDES["navier_stokes"](d)
+    velocity = ("u", "v", "w")[:d]
+    assert pde.outputs == velocity + ("p",) and pde.n_out == d + 1
+    assert pde.error_groups == {"velocity": velocity}
+    assert pde.gauge_outputs == () and not pde.has_exact and pde.params["nu"] == 1e-3
+    assert pde.equation_names() == tuple(f"momentum_{a}" for a in "xyz"[:d]) + ("continuity",)
+    # The Kovasznay flow is a steady Navier-Stokes flow: zero residual in 2D with its nu.
+    if d == 2:
+        kov = PDES["kovasznay"](2)
+        ns = PDES["navier_stokes"](2, {"nu": kov.params["nu"]})
+        x = points(type(kov), 2)
+        u = kov.exact(x, kov.params)
+        r = ns.residual(Fields(x, u, ns.axes, ns.outputs), ns.params)
+        assert float(r.detach().abs().max()) < 1e-8 * 100
+    # A linear shear flow u = (y, 0[, 0]), p = -x: momentum x = u_y v - 1 + ... = -1.
+    x = points(type(pde), d)
+    zero = torch.zeros_like(x[..., 0])
+    u = torch.stack([x[..., 1]] + [zero] * (d - 1) + [-x[..., 0]], dim=-1)
+    r = pde.residual(Fields(x, u, pde.axes, pde.outputs), pde.params).detach()
+    torch.testing.assert_close(r[..., 0], torch.full_like(zero, -1.0), rtol=0, atol=1e-14)
+    assert float(r[..., 1:].abs().max()) < 1e-14
+    target, mask = pde.boundary_data(x[0].detach(), 0, -1, pde.params)
+    assert mask == [False] * (d + 1) and target.shape == (64, d + 1)
