@@ -76,6 +76,9 @@ def build_problem(cfg: Config) -> Problem:
     time_axis = cfg.axis_names.index("t") if cfg.has_time else None
     decomposition = decompose(box, cfg.decomposition.grid, periodic, time_axis)
     shape, boundary_conditions, counts = None, (), None
+    if getattr(pde, "needs_boundary_tables", False) and not cfg.boundary:
+        raise ConfigError(f"PDE {pde.name!r} has no boundary data of its own: give its "
+                          f"conditions as [[boundary]] tables (see docs/boundary.md)")
     if cfg.domain.shape or cfg.boundary:
         from ddpinn.problem_shape import shaped_decomposition
 

@@ -113,6 +113,9 @@ class NavierStokes(IncompressibleNS):
         self.outputs = velocity + ("p",)
         self.error_groups = {"velocity": velocity}
 
+    # A case must give its conditions as [[boundary]] tables (checked by build_problem).
+    needs_boundary_tables = True
+
     def boundary_data(self, x, axis, side, p):
         """No default data: zeros with every output unconstrained (the case's
         ``[[boundary]]`` tables say what holds where)."""
