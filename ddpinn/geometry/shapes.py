@@ -80,8 +80,8 @@ BLOCK = 4
 
 
 def lattice(lower, upper, n: int, seed: int):
-    """A randomly shifted regular lattice of about ``n`` points strictly inside the box
-    (every axis with ``upper > lower``; degenerate axes stay at ``lower``).
+    """Jittered lattice: one uniform point in each cell of a regular grid of about ``n``
+    cells over the box (axes with ``upper > lower``; degenerate axes stay at ``lower``).
 
     Returns
     -------
@@ -95,11 +95,11 @@ def lattice(lower, upper, n: int, seed: int):
         return lower[None].copy(), np.zeros(1, int), (lower[None], upper[None])
     nb = max(int(math.ceil(n ** (1.0 / len(live)) / BLOCK)), 1)
     k = nb * BLOCK
-    shift = 0.05 + 0.9 * np.random.default_rng(seed).random(len(live))
     idx = np.indices((k,) * len(live)).reshape(len(live), -1).T
+    jitter = np.random.default_rng(seed).random(idx.shape)
     pts = np.broadcast_to(lower, (len(idx), len(lower))).copy()
     width = (upper - lower)[live]
-    pts[:, live] += (idx + shift) / k * width
+    pts[:, live] += (idx + jitter) / k * width
     bidx = idx // BLOCK
     block = np.ravel_multi_index(tuple(bidx.T), (nb,) * len(live))
     corner = np.indices((nb,) * len(live)).reshape(len(live), -1).T
