@@ -39,9 +39,16 @@ class Piece:
         """A piece covering ``self ∩ [lower, upper]``, or None when they do not meet."""
         return self if boxes_overlap(self.lower, self.upper, lower, upper) else None
 
+    param_dim: int  # number of parameters of the piece (its dimension)
+
+    def from_unit(self, u: np.ndarray):
+        """Map parameters u (n, param_dim) uniform in the unit cube to points uniform by
+        measure: (points (n, dim), unit outward normals (n, dim))."""
+        raise NotImplementedError
+
     def sample(self, n: int, rng: np.random.Generator):
         """Uniform points by measure: (points (n, dim), unit outward normals (n, dim))."""
-        raise NotImplementedError
+        return self.from_unit(rng.random((int(n), self.param_dim)))
 
     def accept(self, pts, normals) -> np.ndarray:
         """Which sampled points (n, dim) belong to the boundary: all, for a plain piece."""
@@ -59,6 +66,7 @@ class AlignedFace(Piece):
         self.lower, self.upper = np.asarray(lo, float), np.asarray(hi, float)
         widths = np.delete(self.upper - self.lower, self.axis)
         self.measure = float(np.prod(widths)) if widths.size else 1.0
+        self.param_dim = len(self.lower) - 1
 
     def clip(self, lower, upper):
         lo = np.maximum(self.lower, lower)
@@ -71,9 +79,10 @@ class AlignedFace(Piece):
             return None
         return AlignedFace(self.tag, self.axis, self.side, lo, hi)
 
-    def sample(self, n, rng):
-        pts = self.lower + rng.random((n, len(self.lower))) * (self.upper - self.lower)
-        pts[:, self.axis] = self.lower[self.axis]
+    def from_unit(self, u):
+        pts = np.broadcast_to(self.lower, (len(u), len(self.lower))).copy()
+        cross = [a for a in range(len(self.lower)) if a != self.axis]
+        pts[:, cross] += u * (self.upper - self.lower)[cross]
         normals = np.zeros_like(pts)
         normals[:, self.axis] = self.side
         return pts, normals
@@ -88,6 +97,7 @@ class Segment(Piece):
         self.normal = np.asarray(normal, float)
         self.lower, self.upper = np.minimum(self.a, self.b), np.maximum(self.a, self.b)
         self.measure = float(np.linalg.norm(self.b - self.a))
+        self.param_dim = 1
 
     def clip(self, lower, upper):
         # Liang-Barsky: the parameter interval [t0, t1] of a + t (b - a) inside the box.
@@ -104,18 +114,19 @@ class Segment(Piece):
             return None
         return Segment(self.tag, self.a + t0 * d, self.a + t1 * d, self.normal)
 
-    def sample(self, n, rng):
-        t = rng.random((n, 1))
-        return self.a + t * (self.b - self.a), np.broadcast_to(self.normal, (n, 2)).copy()
+    def from_unit(self, u):
+        return self.a + u[:, :1] * (self.b - self.a), \
+            np.broadcast_to(self.normal, (len(u), 2)).copy()
 
 
-def unit_vectors(n, dim, rng):
-    """(n, dim) uniform directions on the unit circle / sphere."""
-    if dim == 2:
-        phi = rng.random(n) * 2.0 * math.pi
+def unit_vectors(u):
+    """Directions uniform on the unit circle (u (n, 1)) or sphere (u (n, 2)): (n, 2 or 3)."""
+    phi = 2.0 * math.pi * u[:, -1]
+    if u.shape[1] == 1:
         return np.stack([np.cos(phi), np.sin(phi)], axis=1)
-    v = rng.standard_normal((n, dim))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    z = 1.0 - 2.0 * u[:, 0]  # uniform height gives uniform area (Archimedes)
+    r = np.sqrt(np.maximum(1.0 - z * z, 0.0))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
 class Sphere(Piece):
@@ -126,14 +137,15 @@ class Sphere(Piece):
         self.lower, self.upper = self.center - radius, self.center + radius
         dim = len(self.center)
         self.measure = 2 * math.pi * radius if dim == 2 else 4 * math.pi * radius ** 2
+        self.param_dim = dim - 1
 
     def clip(self, lower, upper):
         near, far = box_distance_range(self.center, lower, upper)
         return self if near <= self.radius <= far else None
 
-    def sample(self, n, rng):
-        u = unit_vectors(n, len(self.center), rng)
-        return self.center + self.radius * u, u
+    def from_unit(self, u):
+        v = unit_vectors(u)
+        return self.center + self.radius * v, v
 
 
 def _frame(axis: int):
@@ -153,6 +165,7 @@ class CylinderSide(Piece):
         self.upper[self.cross] += radius
         self.upper[self.axis] += height
         self.measure = 2 * math.pi * radius * height
+        self.param_dim = 2
 
     def clip(self, lower, upper):
         a, cr = self.axis, self.cross
@@ -162,13 +175,13 @@ class CylinderSide(Piece):
                                        np.asarray(upper)[cr])
         return self if near <= self.radius <= far else None
 
-    def sample(self, n, rng):
-        u = unit_vectors(n, 2, rng)
-        pts = np.empty((n, 3))
-        normals = np.zeros((n, 3))
-        pts[:, self.cross] = self.center[self.cross] + self.radius * u
-        pts[:, self.axis] = self.center[self.axis] + rng.random(n) * self.height
-        normals[:, self.cross] = u
+    def from_unit(self, u):
+        v = unit_vectors(u[:, 1:])
+        pts = np.empty((len(u), 3))
+        normals = np.zeros((len(u), 3))
+        pts[:, self.cross] = self.center[self.cross] + self.radius * v
+        pts[:, self.axis] = self.center[self.axis] + u[:, 0] * self.height
+        normals[:, self.cross] = v
         return pts, normals
 
 
@@ -183,6 +196,7 @@ class DiskCap(Piece):
         self.lower[self.cross] -= radius
         self.upper[self.cross] += radius
         self.measure = math.pi * radius ** 2
+        self.param_dim = 2
 
     def clip(self, lower, upper):
         if not lower[self.axis] <= self.center[self.axis] <= upper[self.axis]:
@@ -192,11 +206,11 @@ class DiskCap(Piece):
                                      np.asarray(upper)[cr])
         return self if near <= self.radius else None
 
-    def sample(self, n, rng):
-        r = self.radius * np.sqrt(rng.random(n))[:, None]
-        pts = np.broadcast_to(self.center, (n, 3)).copy()
-        pts[:, self.cross] += r * unit_vectors(n, 2, rng)
-        normals = np.zeros((n, 3))
+    def from_unit(self, u):
+        r = self.radius * np.sqrt(u[:, :1])
+        pts = np.broadcast_to(self.center, (len(u), 3)).copy()
+        pts[:, self.cross] += r * unit_vectors(u[:, 1:])
+        normals = np.zeros((len(u), 3))
         normals[:, self.axis] = self.side
         return pts, normals
 
@@ -219,6 +233,8 @@ class Triangles(Piece):
         self.tri_upper = self.triangles.max(axis=1)
         self.lower, self.upper = self.tri_lower.min(axis=0), self.tri_upper.max(axis=0)
         self.measure = float(self.areas.sum())
+        self.cumulative = np.cumsum(self.areas) / self.measure
+        self.param_dim = 3
 
     def clip(self, lower, upper):
         hit = np.all(self.tri_lower <= np.asarray(upper), axis=1) & \
@@ -227,9 +243,10 @@ class Triangles(Piece):
             return None
         return self if hit.all() else Triangles(self.tag, self.triangles[hit])
 
-    def sample(self, n, rng):
-        which = rng.choice(len(self.areas), size=n, p=self.areas / self.areas.sum())
-        r1, r2 = np.sqrt(rng.random(n)), rng.random(n)
+    def from_unit(self, u):
+        which = np.minimum(np.searchsorted(self.cumulative, u[:, 0], side="right"),
+                           len(self.areas) - 1)
+        r1, r2 = np.sqrt(u[:, 1]), u[:, 2]
         t = self.triangles[which]
         pts = ((1 - r1)[:, None] * t[:, 0] + (r1 * (1 - r2))[:, None] * t[:, 1]
                + (r1 * r2)[:, None] * t[:, 2])
@@ -243,14 +260,14 @@ class Filtered(Piece):
     def __init__(self, piece, keep, flip=False):
         self.piece, self.keep, self.flip = piece, keep, flip
         self.tag, self.lower, self.upper = piece.tag, piece.lower, piece.upper
-        self.measure = piece.measure
+        self.measure, self.param_dim = piece.measure, piece.param_dim
 
     def clip(self, lower, upper):
         inner = self.piece.clip(lower, upper)
         return None if inner is None else Filtered(inner, self.keep, self.flip)
 
-    def sample(self, n, rng):
-        pts, normals = self.piece.sample(n, rng)
+    def from_unit(self, u):
+        pts, normals = self.piece.from_unit(u)
         return pts, (-normals if self.flip else normals)
 
     def accept(self, pts, normals) -> np.ndarray:

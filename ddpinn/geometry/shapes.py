@@ -299,19 +299,19 @@ class Shape:
 
     def boundary_measure(self, lower, upper, n: int = 4096, seed: int = 0) -> float:
         """Length (2D), area (3D) or number of points (1D) of ``boundary ∩ cell``; exact
-        where no composite cuts the pieces, else each piece's measure times the share of ~n
-        of its points that belong."""
+        where no composite cuts the pieces, else each piece's measure times the share of a
+        jittered lattice of ~n of its points (in its parameters) that belong."""
         lo, hi = self._cell(lower, upper)
         pieces = self._clipped(lo, hi)
         if not pieces:
             return 0.0
-        rng = np.random.default_rng(seed)
         total = sum(p.measure for p in pieces)
         pad = CELL_TOL * self.scale
         out = 0.0
         for piece in pieces:
             m = max(int(math.ceil(n * piece.measure / total)), 64)
-            pts, nv = piece.sample(m, rng)
+            k = piece.param_dim
+            pts, nv = piece.from_unit(lattice(np.zeros(k), np.ones(k), m, seed)[0])
             ok = np.all((pts >= lo - pad) & (pts <= hi + pad), axis=1) & piece.accept(pts, nv)
             out += piece.measure * float(ok.mean())
         return out
