@@ -1,4 +1,6 @@
 from ddpinn.decomposition.grid import Decomposition, Interface, Subdomain, decompose
-from ddpinn.decomposition.partition import partition, owned_sids
+from ddpinn.decomposition.partition import partition, partition_weighted, owned_sids
+from ddpinn.decomposition.cut import cut_decomposition
 
-__all__ = ["Decomposition", "Interface", "Subdomain", "decompose", "partition", "owned_sids"]
+__all__ = ["Decomposition", "Interface", "Subdomain", "decompose", "partition",
+           "partition_weighted", "owned_sids", "cut_decomposition"]
