@@ -104,6 +104,11 @@ class Decomposition:
     lower, upper : ndarray of float, shape (S, dim) -- corners of every subdomain
     interface_sids : ndarray of int, shape (I, 2) -- (lower, upper) sid of every interface
     interface_axis : ndarray of int, shape (I,)
+    shape : Shape or None -- the domain of a cut decomposition (None: the whole box)
+    volume_fraction : ndarray (S,) or None -- share of each cell's space part in the domain
+    boundary_measure : ndarray (S,) or None -- measure of the domain's boundary in each
+        cell's space part (length in 2D, area in 3D; not multiplied by the time extent)
+    interface_fraction : ndarray (I,) or None -- share of each interface face in the domain
     """
 
     box: Box
@@ -116,6 +121,10 @@ class Decomposition:
     upper: np.ndarray = None
     interface_sids: np.ndarray = None
     interface_axis: np.ndarray = None
+    shape: object = None
+    volume_fraction: np.ndarray = None
+    boundary_measure: np.ndarray = None
+    interface_fraction: np.ndarray = None
     _by_sid: tuple = field(default=None, repr=False)
 
     @property
@@ -139,11 +148,15 @@ class Decomposition:
     def boundary_faces(self, sid: int, time_axis: int | None = None):
         """Faces of ``sid`` on the global boundary that carry boundary or initial data.
 
-        Periodic axes have none; along time only the initial face (t = t0) counts.
-        Returns a list of ``(axis, side)``.
+        Periodic axes have none; along time only the initial face (t = t0) counts. In a cut
+        decomposition (``shape`` set) only the initial face remains: boundary points in space
+        come from the shape. Returns a list of ``(axis, side)``.
         """
         sd = self.subdomains[sid]
         faces = []
+        if self.shape is not None:
+            return [(time_axis, -1)] if time_axis is not None and \
+                sd.index[time_axis] == 0 else []
         for a in range(self.box.dim):
             if self.periodic[a]:
                 continue
@@ -162,6 +175,11 @@ class Decomposition:
         the upper one; the same faces as :meth:`boundary_faces`.
         """
         grid = np.asarray(self.grid)
+        if self.shape is not None:
+            mask = np.zeros(self.index.shape + (2,), bool)
+            if time_axis is not None:
+                mask[:, time_axis, 0] = self.index[:, time_axis] == 0
+            return mask
         mask = np.stack([self.index == 0, self.index == grid - 1], axis=-1)
         mask[:, np.asarray(self.periodic, bool)] = False
         if time_axis is not None:

@@ -6,6 +6,9 @@ block is a box. When a proportional cut cannot (e.g. 8 cells on 3 ranks), the bl
 ordered along a boustrophedon ("snake") path, whose consecutive cells are always neighbours,
 and split into contiguous runs of it; so every rank's block stays connected and block sizes
 differ by at most one.
+
+Cut-cell decompositions, whose cells carry different numbers of points, use
+:func:`partition_weighted`: contiguous runs of the snake path balancing the summed weights.
 """
 from __future__ import annotations
 
@@ -81,6 +84,7 @@ def owned_sids(owner: np.ndarray, rank: int) -> list:
     return [int(s) for s in np.flatnonzero(owner == rank)]
 
 
+<<<<<<< HEAD
 def assign_owners(decomposition, n_ranks: int, work=None) -> np.ndarray:
     """``sid -> rank`` of any decomposition: :func:`partition` of the grid for a box, or,
     for a decomposition cut by a shape (cells dropped), runs of the snake order balanced
@@ -91,3 +95,75 @@ def assign_owners(decomposition, n_ranks: int, work=None) -> np.ndarray:
 
     weights = decomposition.volume_fraction if work is None else work
     return partition_weighted(np.asarray(weights, float), n_ranks)
+=======
+def _runs(prefix: np.ndarray, bound: float, n_ranks: int):
+    """Greedy cuts of a path with cumulative weights ``prefix`` (S+1,) into ``n_ranks``
+    non-empty runs of weight <= bound each: (cut positions (n_ranks + 1,), feasible)."""
+    n = len(prefix) - 1
+    cuts, start = [0], 0
+    for r in range(n_ranks - 1):
+        end = int(np.searchsorted(prefix, prefix[start] + bound, side="right")) - 1
+        end = min(max(end, start + 1), n - (n_ranks - 1 - r))  # one cell at least per rank
+        cuts.append(end)
+        start = end
+    cuts.append(n)
+    return cuts, prefix[n] - prefix[start] <= bound
+
+
+def partition_weighted(weights, n_ranks: int, index: np.ndarray | None = None) -> np.ndarray:
+    """Map subdomains to ranks balancing the sum of their weights.
+
+    Every rank gets one contiguous run of the subdomains along a path, the runs chosen to
+    make the heaviest rank as light as possible (bisection on that bound with a greedy
+    check, exact for contiguous runs).
+
+    Parameters
+    ----------
+    weights : array of float, shape (S,)
+        Non-negative cost of every subdomain (e.g. its number of points); all zero counts
+        every subdomain once.
+    n_ranks : int
+        1 <= n_ranks <= S.
+    index : ndarray of int, shape (S, dim), optional
+        Grid index of every subdomain (``Decomposition.index``). When given the path is the
+        boustrophedon ("snake") order of the grid, slowest along the axis with the most
+        cells, so consecutive cells are neighbours where the grid has no holes; otherwise
+        the sid order.
+
+    Returns
+    -------
+    ndarray of int, shape (S,) -- ``owner[sid]``
+    """
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be a 1-D array of finite non-negative numbers")
+    n_sub = len(w)
+    if not 1 <= n_ranks <= n_sub:
+        raise ValueError(f"cannot place {n_sub} subdomains on {n_ranks} ranks: "
+                         f"use between 1 and {n_sub} ranks (one subdomain at least per rank)")
+    if w.sum() == 0:
+        w = np.ones(n_sub)
+    if index is None:
+        path = np.arange(n_sub)
+    else:
+        index = np.asarray(index)
+        if index.shape[0] != n_sub:
+            raise ValueError(f"index has {index.shape[0]} rows for {n_sub} weights")
+        spans = [len(np.unique(index[:, a])) for a in range(index.shape[1])]
+        path = snake_order(index, sorted(range(index.shape[1]), key=lambda a: -spans[a]))
+    prefix = np.concatenate([[0.0], np.cumsum(w[path])])
+    low, high = max(w.max(), prefix[-1] / n_ranks), prefix[-1]
+    for _ in range(100):  # bisection on the heaviest rank's load
+        if high - low <= 1e-12 * high:
+            break
+        mid = 0.5 * (low + high)
+        if _runs(prefix, mid, n_ranks)[1]:
+            high = mid
+        else:
+            low = mid
+    cuts, _ = _runs(prefix, high, n_ranks)
+    owner = np.empty(n_sub, dtype=int)
+    for r in range(n_ranks):
+        owner[path[cuts[r]:cuts[r + 1]]] = r
+    return owner
+>>>>>>> geom
