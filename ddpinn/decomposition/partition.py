@@ -84,18 +84,6 @@ def owned_sids(owner: np.ndarray, rank: int) -> list:
     return [int(s) for s in np.flatnonzero(owner == rank)]
 
 
-<<<<<<< HEAD
-def assign_owners(decomposition, n_ranks: int, work=None) -> np.ndarray:
-    """``sid -> rank`` of any decomposition: :func:`partition` of the grid for a box, or,
-    for a decomposition cut by a shape (cells dropped), runs of the snake order balanced
-    by ``work`` (S,), the points of each subdomain (default: its inside volume fraction)."""
-    if getattr(decomposition, "volume_fraction", None) is None:
-        return partition(decomposition.grid, n_ranks)
-    from ddpinn.decomposition.cut import partition_weighted
-
-    weights = decomposition.volume_fraction if work is None else work
-    return partition_weighted(np.asarray(weights, float), n_ranks)
-=======
 def _runs(prefix: np.ndarray, bound: float, n_ranks: int):
     """Greedy cuts of a path with cumulative weights ``prefix`` (S+1,) into ``n_ranks``
     non-empty runs of weight <= bound each: (cut positions (n_ranks + 1,), feasible)."""
@@ -166,4 +154,11 @@ def partition_weighted(weights, n_ranks: int, index: np.ndarray | None = None) -
     for r in range(n_ranks):
         owner[path[cuts[r]:cuts[r + 1]]] = r
     return owner
->>>>>>> geom
+def assign_owners(decomposition, n_ranks: int, work=None) -> np.ndarray:
+    """``sid -> rank`` of any decomposition: :func:`partition` of the grid for a box, or,
+    for a decomposition cut by a shape (cells dropped), runs of the snake order balanced
+    by ``work`` (S,), the points of each subdomain (default: its inside volume fraction)."""
+    if getattr(decomposition, "volume_fraction", None) is None:
+        return partition(decomposition.grid, n_ranks)
+    weights = decomposition.volume_fraction if work is None else work
+    return partition_weighted(np.asarray(weights, float), n_ranks, decomposition.index)
