@@ -154,6 +154,8 @@ def partition_weighted(weights, n_ranks: int, index: np.ndarray | None = None) -
     for r in range(n_ranks):
         owner[path[cuts[r]:cuts[r + 1]]] = r
     return owner
+
+
 def assign_owners(decomposition, n_ranks: int, work=None) -> np.ndarray:
     """``sid -> rank`` of any decomposition: :func:`partition` of the grid for a box, or,
     for a decomposition cut by a shape (cells dropped), runs of the snake order balanced
