@@ -32,6 +32,9 @@ def cell_edges(decomposition) -> list:
     lower bounds of cells 1 .. grid[a] - 1 along axis ``a``
     """
     d = decomposition
+    if d.grid_lookup is not None:  # a cut decomposition may lack whole rows of cells
+        return [np.linspace(lo, hi, g + 1)[1:-1]  # exactly as decompose makes them
+                for lo, hi, g in zip(d.box.lower, d.box.upper, d.grid)]
     return [np.unique(d.lower[:, a])[1:] for a in range(d.box.dim)]
 
 
@@ -65,8 +68,15 @@ def locate_points(points: np.ndarray, inner_edges, grid) -> np.ndarray:
 
 
 def locate(points: np.ndarray, decomposition) -> np.ndarray:
-    """:func:`locate_points` with the edges of ``decomposition``: (P, dim) -> (P,)."""
-    return locate_points(points, cell_edges(decomposition), decomposition.grid)
+    """:func:`locate_points` with the edges of ``decomposition``: (P, dim) -> (P,).
+
+    In a cut decomposition a point of a dropped grid cell (outside the shape, or in a sliver
+    of it too thin to keep) goes to the nearest kept cell; check points against the shape
+    with ``decomposition.shape.inside``.
+    """
+    sid = locate_points(points, cell_edges(decomposition), decomposition.grid)
+    lookup = decomposition.grid_lookup
+    return sid if lookup is None else lookup[sid]
 
 
 def outside(points: np.ndarray, lower, upper, tolerance: float = OUTSIDE_TOLERANCE) -> np.ndarray:

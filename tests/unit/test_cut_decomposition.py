@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ddpinn.decomposition import cut_decomposition, decompose, partition_weighted
-from ddpinn.geometry import Box, Difference, Disk, Polygon, Rectangle, shape_from_spec
+from ddpinn.geometry import Box, Difference, Disk, Polygon, Rectangle, Union, shape_from_spec
 
 DFG = {"type": "difference", "of": [
     {"type": "rectangle", "lower": [0.0, 0.0], "upper": [2.2, 0.41],
@@ -186,3 +186,25 @@ def test_weighted_partition_of_a_cut_decomposition():
         owner = partition_weighted(w, n_ranks, index=full.index)
         for r in range(n_ranks):
             assert connected({tuple(i) for i in full.index[owner == r]})
+
+
+def test_locate_in_a_cut_decomposition():
+    from ddpinn.decomposition.locate import locate
+
+    grid = grid_of(L_SHAPE, [2, 2])
+    cut = cut_decomposition(grid, L_SHAPE)
+    pts = np.array([[0.5, 0.5], [0.5, 1.5], [1.5, 0.5], [1.0, 1.0], [1.0, 0.5], [1.5, 1.5]])
+    # The dropped cell (1, 1) sends its points to the nearest kept cell, the smaller sid on
+    # a tie; points on an interface go to its upper side, as in a grid decomposition.
+    np.testing.assert_array_equal(locate(pts, cut), [0, 1, 2, 1, 2, 1])
+    np.testing.assert_array_equal(cut.grid_lookup, [0, 1, 2, 1])
+    # Two disks with an empty column of cells between them: the edges stay the grid's.
+    pair = Union(Disk([0.5, 0.5], 0.5), Disk([2.5, 0.5], 0.5))
+    cut = cut_decomposition(grid_of(pair, [3, 1]), pair)
+    assert cut.n_subdomains == 2 and len(cut.interfaces) == 0
+    np.testing.assert_array_equal(locate(np.array([[0.5, 0.5], [2.5, 0.5], [1.4, 0.5]]), cut),
+                                  [0, 1, 0])
+    # Cutting again keeps what is there.
+    again = cut_decomposition(cut, pair)
+    np.testing.assert_array_equal(again.index, cut.index)
+    np.testing.assert_array_equal(again.grid_lookup, cut.grid_lookup)
