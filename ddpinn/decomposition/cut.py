@@ -21,6 +21,37 @@ def _space_cells(decomp: Decomposition, space: list):
     return first, inverse.reshape(-1)
 
 
+def nearest_kept(grid, keep: np.ndarray, new_of_old: np.ndarray) -> np.ndarray:
+    """For every grid cell (C order) the new sid of the nearest kept cell (itself when kept),
+    by steps between face neighbours; ties go to the smaller sid. Shape (prod(grid),)."""
+    label = np.where(keep, new_of_old, -1).reshape(grid)
+    big = np.iinfo(np.int64).max
+    while np.any(label < 0):
+        best = np.full(label.shape, big)
+        for a in range(label.ndim):
+            for step in (1, -1):
+                shifted = np.full(label.shape, -1)
+                src = [slice(None)] * label.ndim
+                dst = [slice(None)] * label.ndim
+                src[a] = slice(None, -1) if step == 1 else slice(1, None)
+                dst[a] = slice(1, None) if step == 1 else slice(None, -1)
+                shifted[tuple(dst)] = label[tuple(src)]
+                best = np.where(shifted >= 0, np.minimum(best, shifted), best)
+        label = np.where((label < 0) & (best < big), best, label)
+    return label.reshape(-1)
+
+
+def _lookup(decomp: Decomposition, keep: np.ndarray, new_of_old: np.ndarray) -> np.ndarray:
+    """:func:`nearest_kept` for the sids of ``decomp`` (a grid decomposition, or one cut
+    before: its rows need not cover the grid)."""
+    cells = np.ravel_multi_index(tuple(decomp.index.T), decomp.grid)
+    full_keep = np.zeros(int(np.prod(decomp.grid)), bool)
+    full_new = np.full(len(full_keep), -1, dtype=np.int64)
+    full_keep[cells] = keep
+    full_new[cells] = new_of_old
+    return nearest_kept(decomp.grid, full_keep, full_new)
+
+
 def _interface_fractions(decomp, shape, space, time_axis, candidates, vf_of_sid, n_face):
     """Share of each candidate interface's face inside the shape, shape (len(candidates),).
 
@@ -115,4 +146,5 @@ def cut_decomposition(decomp: Decomposition, shape, time_axis: int | None = None
         interface_sids=new_of_old[sids[old_iids]], interface_axis=decomp.interface_axis[old_iids],
         shape=shape, volume_fraction=vf_cell[inverse][old_sids],
         boundary_measure=bm_cell[inverse][old_sids],
-        interface_fraction=fraction[fraction > 0])
+        interface_fraction=fraction[fraction > 0],
+        grid_lookup=_lookup(decomp, keep, new_of_old))

@@ -109,6 +109,9 @@ class Decomposition:
     boundary_measure : ndarray (S,) or None -- measure of the domain's boundary in each
         cell's space part (length in 2D, area in 3D; not multiplied by the time extent)
     interface_fraction : ndarray (I,) or None -- share of each interface face in the domain
+    grid_lookup : ndarray of int, shape (prod(grid),), or None -- for a cut decomposition, the
+        sid that points of every grid cell (C order) belong to: the cell's own sid, or for a
+        dropped cell that of the nearest kept one
     """
 
     box: Box
@@ -125,6 +128,7 @@ class Decomposition:
     volume_fraction: np.ndarray = None
     boundary_measure: np.ndarray = None
     interface_fraction: np.ndarray = None
+    grid_lookup: np.ndarray = None
     _by_sid: tuple = field(default=None, repr=False)
 
     @property

@@ -32,6 +32,9 @@ def cell_edges(decomposition) -> list:
     lower bounds of cells 1 .. grid[a] - 1 along axis ``a``
     """
     d = decomposition
+    if d.grid_lookup is not None:  # a cut decomposition may lack whole rows of cells
+        return [np.linspace(lo, hi, g + 1)[1:-1]  # exactly as decompose makes them
+                for lo, hi, g in zip(d.box.lower, d.box.upper, d.grid)]
     return [np.unique(d.lower[:, a])[1:] for a in range(d.box.dim)]
 
 
@@ -67,28 +70,13 @@ def locate_points(points: np.ndarray, inner_edges, grid) -> np.ndarray:
 def locate(points: np.ndarray, decomposition) -> np.ndarray:
     """:func:`locate_points` with the edges of ``decomposition``: (P, dim) -> (P,).
 
-    On a decomposition cut by a shape (cells dropped, sids renumbered), a point is located
-    in the grid over the bounding box, then given the sid of its cell; a point in a dropped
-    cell (outside the domain) goes to the kept cell with the nearest centre.
+    In a cut decomposition a point of a dropped grid cell (outside the shape, or in a sliver
+    of it too thin to keep) goes to the nearest kept cell; check points against the shape
+    with ``decomposition.shape.inside``.
     """
-    if getattr(decomposition, "volume_fraction", None) is None:
-        return locate_points(points, cell_edges(decomposition), decomposition.grid)
-    d, grid = decomposition, tuple(int(g) for g in decomposition.grid)
-    edges = [np.linspace(lo, hi, g + 1)[1:-1]
-             for lo, hi, g in zip(d.box.lower, d.box.upper, grid)]
-    cell = locate_points(points, edges, grid)
-    cell_sid = np.full(int(np.prod(grid)), -1, dtype=np.int64)
-    cell_sid[np.ravel_multi_index(tuple(np.asarray(d.index).T), grid)] = np.arange(
-        d.n_subdomains)
-    sid = cell_sid[cell]
-    lost = np.flatnonzero(sid < 0)
-    if len(lost):
-        centre = 0.5 * (d.lower + d.upper)  # (S, dim)
-        scale = np.asarray(d.box.upper, float) - np.asarray(d.box.lower, float)
-        for chunk in np.array_split(lost, max(1, len(lost) // 4096)):
-            dist = (((np.asarray(points)[chunk, None] - centre[None]) / scale) ** 2).sum(-1)
-            sid[chunk] = dist.argmin(axis=1)
-    return sid
+    sid = locate_points(points, cell_edges(decomposition), decomposition.grid)
+    lookup = decomposition.grid_lookup
+    return sid if lookup is None else lookup[sid]
 
 
 def outside(points: np.ndarray, lower, upper, tolerance: float = OUTSIDE_TOLERANCE) -> np.ndarray:

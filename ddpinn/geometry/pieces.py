@@ -168,7 +168,7 @@ class CylinderSide(Piece):
         self.param_dim = 2
 
     def clip(self, lower, upper):
-        a, cr = self.axis, self.cross
+        cr = self.cross
         if not boxes_overlap(self.lower, self.upper, lower, upper):
             return None
         near, far = box_distance_range(self.center[cr], np.asarray(lower)[cr],

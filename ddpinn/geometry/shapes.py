@@ -33,7 +33,7 @@ def _as_points(x, dim: int) -> np.ndarray:
     return x
 
 
-def collect(draw, n: int, rng: np.random.Generator, what: str):
+def collect(draw, n: int, rng: np.random.Generator, region: str, cell: str):
     """Rejection sampling until ``n`` points are accepted.
 
     Parameters
@@ -41,8 +41,8 @@ def collect(draw, n: int, rng: np.random.Generator, what: str):
     draw : callable ``(m, rng) -> (arrays, ok)``
         ``arrays`` a tuple of arrays with first dimension m, ``ok`` bool (m,).
     n : int
-    what : str
-        The region, for the error message.
+    region, cell : str
+        What is sampled and where, for the message "no part of {region} lies in {cell}".
 
     Returns
     -------
@@ -66,9 +66,10 @@ def collect(draw, n: int, rng: np.random.Generator, what: str):
         if count >= n:
             break
         if accepted == 0 and drawn >= EMPTY_AFTER:
-            raise EmptyRegion(f"no part of the domain lies in {what}")
+            raise EmptyRegion(f"no part of {region} lies in {cell}")
     else:
-        raise EmptyRegion(f"only {count} of {n} points found in {what} after {drawn} draws")
+        raise EmptyRegion(f"only {count} of {n} points of {region} found in {cell} after "
+                          f"{drawn} draws")
     if not parts:
         return tuple(a[:0] for a in arrays), 1.0
     out = tuple(np.concatenate([p[k] for p in parts])[:n] for k in range(len(arrays)))
@@ -194,8 +195,10 @@ class Shape:
                 if c == 0:
                     continue
                 p, nv = piece.sample(int(c), rng)
-                in_cell = np.all((p >= lo - pad) & (p <= hi + pad), axis=1)
-                ok.append(in_cell & piece.accept(p, nv))
+                keep = np.all((p >= lo - pad) & (p <= hi + pad), axis=1)
+                if keep.any():  # the composite's test only where the cell holds the point
+                    keep[keep] = piece.accept(p[keep], nv[keep])
+                ok.append(keep)
                 pts.append(p)
                 nrm.append(nv)
                 ids.append(np.full(int(c), t, dtype=np.int64))
@@ -218,7 +221,7 @@ class Shape:
         def draw(m, rng):
             pts = lo + rng.random((m, self.dim)) * (hi - lo)
             return (pts,), self.inside(pts)
-        (pts,), _ = collect(draw, int(n), rng, what)
+        (pts,), _ = collect(draw, int(n), rng, "the domain", what)
         return pts
 
     def sample_boundary(self, n: int, rng: np.random.Generator, lower=None, upper=None):
@@ -231,11 +234,12 @@ class Shape:
         tag_ids : ndarray of int64 (n,) -- indices into ``self.tags``
         """
         lo, hi = self._cell(lower, upper)
-        what = f"the boundary in [{lo.tolist()}, {hi.tolist()}]"
+        what = f"[{lo.tolist()}, {hi.tolist()}]"
         pieces = self._clipped(lo, hi)
         if not pieces:
-            raise EmptyRegion(f"no part of the domain lies in {what}")
-        out, _ = collect(self._draw_boundary(pieces, lo, hi), int(n), rng, what)
+            raise EmptyRegion(f"no part of the domain's boundary lies in {what}")
+        out, _ = collect(self._draw_boundary(pieces, lo, hi), int(n), rng,
+                         "the domain's boundary", what)
         return out
 
     def quadrature(self, tag: str, n: int, rng: np.random.Generator):
@@ -256,7 +260,7 @@ class Shape:
         total = sum(p.measure for p in pieces)
         big = np.full(self.dim, np.inf)
         (pts, normals, _), rate = collect(self._draw_boundary(pieces, -big, big), int(n),
-                                          rng, f"the boundary piece {tag!r}")
+                                          rng, f"the boundary piece {tag!r}", "the domain")
         return pts, normals, np.full(len(pts), total * rate / max(len(pts), 1))
 
     # -- measures per cell --------------------------------------------------------------------

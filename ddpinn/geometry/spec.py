@@ -80,7 +80,7 @@ def _aligned(cls, dim):
         _check_keys(spec, path, {"lower", "upper", "tags"})
         lower = _numbers(spec, path, "lower", dim)
         upper = _numbers(spec, path, "upper", dim)
-        for a, (lo, hi) in enumerate(zip(lower, upper)):
+        for lo, hi in zip(lower, upper):
             if not hi > lo:
                 raise ValueError(f"field '{path}.upper' = {upper} must exceed "
                                  f"'{path}.lower' = {lower} on every axis")
