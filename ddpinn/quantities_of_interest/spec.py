@@ -196,3 +196,17 @@ def check_quantities(q: Quantities, pde, box, shape=None, time_axis=None) -> Non
             raise ConfigError(f"field 'output.probe_differences.{name}' names output "
                               f"{output!r}; PDE {pde.name!r} has outputs "
                               f"{', '.join(pde.outputs)}")
+
+
+def describe(q: Quantities) -> list:
+    """Lines for ``ddpinn info``: what each quantity of interest is."""
+    lines = []
+    for f in q.forces:
+        when = f" at t = {f.t:g}" if f.t is not None else ""
+        lines.append(f"force {f.name!r}: on boundary {f.tag!r}{when}, scale {f.scale:g}, "
+                     f"{f.points} quadrature points")
+    for name, point in q.probes.items():
+        lines.append(f"probe {name!r} at {list(point)}")
+    for name, (o, a, b) in q.differences.items():
+        lines.append(f"difference {name!r} = {o} at {a!r} - {o} at {b!r}")
+    return lines
