@@ -1,0 +1,317 @@
+"""Closed spatial regions behind one seam: inside test, signed distance, uniform interior and
+boundary sampling with unit outward normals and tags, measures per cell.
+
+A :class:`Shape` is built from its signed distance (``sdf``, negative inside) and a list of
+boundary pieces (:mod:`ddpinn.geometry.pieces`). Everything is float64 numpy and depends only
+on the ``numpy.random.Generator`` or the integer seed it is given, so every rank computes the
+same points and the same measures.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Points within this distance (relative to the bounding box) of the boundary count as inside.
+INSIDE_TOL = 1e-9
+#: Tolerance (relative) of the test that a boundary point lies in a cell.
+CELL_TOL = 1e-10
+#: Rejection sampling: rounds, and draws without one hit after which a region is empty.
+MAX_ROUNDS = 40
+EMPTY_AFTER = 100_000
+MAX_BATCH = 1_000_000
+
+
+class EmptyRegion(ValueError):
+    """No part of the domain (or of the requested boundary) lies in the requested cell."""
+
+
+def _as_points(x, dim: int) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"points must have shape (n, {dim}), got {x.shape}")
+    return x
+
+
+def collect(draw, n: int, rng: np.random.Generator, what: str):
+    """Rejection sampling until ``n`` points are accepted.
+
+    Parameters
+    ----------
+    draw : callable ``(m, rng) -> (arrays, ok)``
+        ``arrays`` a tuple of arrays with first dimension m, ``ok`` bool (m,).
+    n : int
+    what : str
+        The region, for the error message.
+
+    Returns
+    -------
+    arrays : tuple of arrays, first dimension n
+    rate : float -- accepted / drawn over all rounds
+    """
+    parts, count, drawn, accepted = [], 0, 0, 0
+    arrays = None
+    for _ in range(MAX_ROUNDS):
+        need = n - count
+        rate = accepted / drawn if accepted else (0.5 / drawn if drawn else 1.0)
+        m = int(min(max(math.ceil(1.2 * need / rate) + 16, 64), MAX_BATCH))
+        arrays, ok = draw(m, rng)
+        drawn += m
+        hits = int(ok.sum())
+        if hits:
+            order = rng.permutation(hits)  # no bias towards the first piece drawn
+            parts.append([a[ok][order] for a in arrays])
+            count += hits
+            accepted += hits
+        if count >= n:
+            break
+        if accepted == 0 and drawn >= EMPTY_AFTER:
+            raise EmptyRegion(f"no part of the domain lies in {what}")
+    else:
+        raise EmptyRegion(f"only {count} of {n} points found in {what} after {drawn} draws")
+    if not parts:
+        return tuple(a[:0] for a in arrays), 1.0
+    out = tuple(np.concatenate([p[k] for p in parts])[:n] for k in range(len(arrays)))
+    return out, accepted / drawn
+
+
+#: Lattice points per axis of a block whose signed distance may decide it whole.
+BLOCK = 4
+
+
+def lattice(lower, upper, n: int, seed: int):
+    """Jittered lattice: one uniform point in each cell of a regular grid of about ``n``
+    cells over the box (axes with ``upper > lower``; degenerate axes stay at ``lower``).
+
+    Returns
+    -------
+    points : ndarray (m, dim)
+    block : ndarray of int (m,) -- the block (``BLOCK`` points per axis) of every point
+    blocks : tuple (lower (B, dim), upper (B, dim)) -- the blocks' corners
+    """
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    live = np.flatnonzero(upper > lower)
+    if not len(live):
+        return lower[None].copy(), np.zeros(1, int), (lower[None], upper[None])
+    nb = max(int(math.ceil(n ** (1.0 / len(live)) / BLOCK)), 1)
+    k = nb * BLOCK
+    idx = np.indices((k,) * len(live)).reshape(len(live), -1).T
+    jitter = np.random.default_rng(seed).random(idx.shape)
+    pts = np.broadcast_to(lower, (len(idx), len(lower))).copy()
+    width = (upper - lower)[live]
+    pts[:, live] += (idx + jitter) / k * width
+    bidx = idx // BLOCK
+    block = np.ravel_multi_index(tuple(bidx.T), (nb,) * len(live))
+    corner = np.indices((nb,) * len(live)).reshape(len(live), -1).T
+    b_lo = np.broadcast_to(lower, (len(corner), len(lower))).copy()
+    b_hi = np.broadcast_to(upper, (len(corner), len(lower))).copy()
+    b_lo[:, live] += corner / nb * width
+    b_hi[:, live] = lower[live] + (corner + 1) / nb * width
+    return pts, block, (b_lo, b_hi)
+
+
+class Shape:
+    """A closed region of space. Subclasses set ``dim``, ``tags``, ``lower``, ``upper`` and
+    implement :meth:`sdf` and :meth:`_make_pieces`.
+
+    Attributes
+    ----------
+    dim : int -- space dimensions (1, 2 or 3)
+    tags : tuple of str -- names of the boundary pieces, in order of first appearance
+    lower, upper : ndarray, shape (dim,) -- bounding box
+    """
+
+    dim: int
+    tags: tuple
+    lower: np.ndarray
+    upper: np.ndarray
+    _pieces = None
+
+    # -- what a subclass provides -----------------------------------------------------------
+    def sdf(self, x) -> np.ndarray:
+        """Signed distance (n,) of the points x (n, dim), negative inside."""
+        raise NotImplementedError
+
+    def _make_pieces(self) -> list:
+        raise NotImplementedError
+
+    # -- membership ---------------------------------------------------------------------------
+    @property
+    def scale(self) -> float:
+        """Largest extent of the bounding box (the length tolerances are relative to)."""
+        return float(np.max(self.upper - self.lower))
+
+    @property
+    def tol(self) -> float:
+        return INSIDE_TOL * self.scale
+
+    def _inside(self, x: np.ndarray, tol: float) -> np.ndarray:
+        """Points with signed distance <= tol: tol > 0 includes a band around the boundary,
+        tol < 0 keeps only points deeper than -tol."""
+        return self.sdf(x) <= tol
+
+    def inside(self, x) -> np.ndarray:
+        """Bool (n,) for points x (n, dim); points on the boundary count as inside."""
+        return self._inside(_as_points(x, self.dim), self.tol)
+
+    def pieces(self) -> list:
+        """Boundary pieces (:class:`ddpinn.geometry.pieces.Piece`), in tag order."""
+        if self._pieces is None:
+            self._pieces = list(self._make_pieces())
+        return self._pieces
+
+    # -- cells --------------------------------------------------------------------------------
+    def _cell(self, lower, upper):
+        lo = self.lower.copy() if lower is None else np.asarray(lower, float).reshape(-1)
+        hi = self.upper.copy() if upper is None else np.asarray(upper, float).reshape(-1)
+        if lo.shape != (self.dim,) or hi.shape != (self.dim,):
+            raise ValueError(f"cell bounds must have {self.dim} entries, got "
+                             f"{lo.tolist()} and {hi.tolist()}")
+        return lo, hi
+
+    def _clipped(self, lo, hi, tags=None) -> list:
+        pad = CELL_TOL * self.scale
+        out = []
+        for piece in self.pieces():
+            if tags is not None and piece.tag not in tags:
+                continue
+            clipped = piece.clip(lo - pad, hi + pad)
+            if clipped is not None and clipped.measure > 0:
+                out.append(clipped)
+        return out
+
+    def _draw_boundary(self, pieces, lo, hi):
+        """A draw function for :func:`collect` over boundary pieces, restricted to a cell."""
+        measures = np.array([p.measure for p in pieces])
+        prob = measures / measures.sum()
+        tag_ids = [self.tags.index(p.tag) for p in pieces]
+        pad = CELL_TOL * self.scale
+
+        def draw(m, rng):
+            counts = rng.multinomial(m, prob)
+            pts, nrm, ids, ok = [], [], [], []
+            for piece, c, t in zip(pieces, counts, tag_ids):
+                if c == 0:
+                    continue
+                p, nv = piece.sample(int(c), rng)
+                in_cell = np.all((p >= lo - pad) & (p <= hi + pad), axis=1)
+                ok.append(in_cell & piece.accept(p, nv))
+                pts.append(p)
+                nrm.append(nv)
+                ids.append(np.full(int(c), t, dtype=np.int64))
+            return (np.concatenate(pts), np.concatenate(nrm), np.concatenate(ids)), \
+                np.concatenate(ok)
+        return draw
+
+    # -- sampling -----------------------------------------------------------------------------
+    def sample_interior(self, n: int, rng: np.random.Generator, lower=None, upper=None):
+        """Uniform points (n, dim) in ``shape ∩ [lower, upper]`` (default: the bounding box).
+
+        Raises :class:`EmptyRegion` when no point of the shape is found in the cell.
+        """
+        lo, hi = self._cell(lower, upper)
+        lo, hi = np.maximum(lo, self.lower), np.minimum(hi, self.upper)
+        what = f"[{lo.tolist()}, {hi.tolist()}]"
+        if np.any(hi <= lo):
+            raise EmptyRegion(f"no part of the domain lies in {what}")
+
+        def draw(m, rng):
+            pts = lo + rng.random((m, self.dim)) * (hi - lo)
+            return (pts,), self.inside(pts)
+        (pts,), _ = collect(draw, int(n), rng, what)
+        return pts
+
+    def sample_boundary(self, n: int, rng: np.random.Generator, lower=None, upper=None):
+        """Uniform points by boundary measure on ``boundary ∩ [lower, upper]``.
+
+        Returns
+        -------
+        points : ndarray (n, dim)
+        normals : ndarray (n, dim) -- unit, outward
+        tag_ids : ndarray of int64 (n,) -- indices into ``self.tags``
+        """
+        lo, hi = self._cell(lower, upper)
+        what = f"the boundary in [{lo.tolist()}, {hi.tolist()}]"
+        pieces = self._clipped(lo, hi)
+        if not pieces:
+            raise EmptyRegion(f"no part of the domain lies in {what}")
+        out, _ = collect(self._draw_boundary(pieces, lo, hi), int(n), rng, what)
+        return out
+
+    def quadrature(self, tag: str, n: int, rng: np.random.Generator):
+        """Monte Carlo rule on the boundary piece ``tag``.
+
+        Returns
+        -------
+        points, normals : ndarray (n, dim)
+        weights : ndarray (n,) -- equal, summing to the measure of the piece (exact for
+            primitives; estimated from the acceptance rate where a composite cuts a piece)
+        """
+        if tag not in self.tags:
+            raise ValueError(f"boundary tag {tag!r} is not one of the domain's tags "
+                             f"{list(self.tags)}")
+        pieces = [p for p in self.pieces() if p.tag == tag and p.measure > 0]
+        if not pieces:
+            raise EmptyRegion(f"the boundary piece {tag!r} is empty")
+        total = sum(p.measure for p in pieces)
+        big = np.full(self.dim, np.inf)
+        (pts, normals, _), rate = collect(self._draw_boundary(pieces, -big, big), int(n),
+                                          rng, f"the boundary piece {tag!r}")
+        return pts, normals, np.full(len(pts), total * rate / max(len(pts), 1))
+
+    # -- measures per cell --------------------------------------------------------------------
+    def _fraction(self, lo, hi, n, seed) -> float:
+        """Fraction of the (possibly flat) box [lo, hi] lying in the shape."""
+        if not (np.all(lo <= self.upper) and np.all(hi >= self.lower)):
+            return 0.0
+        center = 0.5 * (lo + hi)
+        half = 0.5 * float(np.linalg.norm(hi - lo))
+        d = float(self.sdf(center[None])[0])
+        if d <= -half:
+            return 1.0
+        if d >= half + self.tol:
+            return 0.0
+        pts, block, (b_lo, b_hi) = lattice(lo, hi, n, seed)
+        # Blocks the signed distance at their centre decides whole; lattice points only in
+        # the others (those the boundary may cross).
+        d = self.sdf(0.5 * (b_lo + b_hi))
+        half = 0.5 * np.linalg.norm(b_hi - b_lo, axis=1)
+        state = np.where(d <= -half, 1.0, np.where(d >= half + self.tol, 0.0, np.nan))
+        value = state[block]
+        open_ = np.isnan(value)
+        if open_.any():
+            value[open_] = self.inside(pts[open_])
+        return float(np.mean(value))
+
+    def volume_fraction(self, lower, upper, n: int = 20000, seed: int = 0) -> float:
+        """Estimate of ``|shape ∩ cell| / |cell|``: exactly 1.0 or 0.0 when the signed distance
+        at the centre decides it, otherwise the share of a shifted lattice of ~n points."""
+        lo, hi = self._cell(lower, upper)
+        return self._fraction(lo, hi, n, seed)
+
+    def face_fraction(self, lower, upper, axis: int, coord: float, n: int = 4096,
+                      seed: int = 0) -> float:
+        """Share of the face ``{x[axis] = coord}`` of the cell lying in the shape."""
+        lo, hi = self._cell(lower, upper)
+        lo, hi = lo.copy(), hi.copy()
+        lo[axis] = hi[axis] = float(coord)
+        return self._fraction(lo, hi, n, seed)
+
+    def boundary_measure(self, lower, upper, n: int = 4096, seed: int = 0) -> float:
+        """Length (2D), area (3D) or number of points (1D) of ``boundary ∩ cell``; exact
+        where no composite cuts the pieces, else each piece's measure times the share of a
+        jittered lattice of ~n of its points (in its parameters) that belong."""
+        lo, hi = self._cell(lower, upper)
+        pieces = self._clipped(lo, hi)
+        if not pieces:
+            return 0.0
+        total = sum(p.measure for p in pieces)
+        pad = CELL_TOL * self.scale
+        out = 0.0
+        for piece in pieces:
+            m = max(int(math.ceil(n * piece.measure / total)), 64)
+            k = piece.param_dim
+            pts, nv = piece.from_unit(lattice(np.zeros(k), np.ones(k), m, seed)[0])
+            ok = np.all((pts >= lo - pad) & (pts <= hi + pad), axis=1) & piece.accept(pts, nv)
+            out += piece.measure * float(ok.mean())
+        return out
