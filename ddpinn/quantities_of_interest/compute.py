@@ -3,9 +3,9 @@
 Forces: the force of the fluid on a boundary piece ``tag`` (a Navier-Stokes-type PDE with
 outputs u, v[, w], p and viscosity ``nu``) is ``F = - sum_q w_q sigma(x_q) n_q`` with the
 stress ``sigma = -p I + nu (grad u + grad u^T)`` and ``n`` the outward normal of the fluid
-domain (pointing into the body): a quadrature of ``- integral sigma n ds``. The points come
-from the shape's rule ``shape.quadrature(tag, n, rng)`` (a box face of a box domain) with a
-fixed seed, so every rank and every rank count uses the same points.
+domain (pointing into the body): a quadrature of ``- integral sigma n ds``. The points are
+a fixed rule on the shape's boundary pieces (:func:`boundary_rule`; a box face of a box
+domain), the same on every rank and every rank count.
 
 Everything takes a ``predict`` callable: points (P, D) -> (P, m + m D) values on rank 0 (the
 outputs, then per output its derivatives along every axis, as
@@ -36,6 +36,51 @@ def box_face_rule(box, dim: int, tag: str, n: int, rng) -> tuple:
     normals[:, a] = 1.0 if side == "upper" else -1.0
     measure = float(np.prod(np.delete(hi - lo, a))) if dim > 1 else 1.0
     return pts, normals, np.full(n, measure / n)
+
+
+def unit_points(n: int, d: int) -> np.ndarray:
+    """A fixed, equidistributed set of n points in the unit cube [0, 1)^d: midpoints for
+    d = 1 (the periodic trapezoid rule on a closed curve: spectral accuracy for smooth
+    integrands), a Halton set shifted by half a step for d > 1. Shape (n, d)."""
+    k = np.arange(n)
+    if d == 1:
+        return ((k + 0.5) / n)[:, None]
+    cols = []
+    for base in (2, 3, 5, 7)[:d]:
+        x, f, i = np.zeros(n), 1.0 / base, k + 1
+        while np.any(i > 0):
+            x += f * (i % base)
+            i //= base
+            f /= base
+        cols.append(x)
+    return np.stack(cols, axis=1)
+
+
+def boundary_rule(shape, tag: str, n: int, rng) -> tuple:
+    """A fixed quadrature rule on the boundary piece ``tag`` of a shape: about ``n`` points.
+
+    Each of the shape's boundary pieces with that tag (``shape.pieces()``, parametrised by
+    measure over the unit cube) gets points in proportion to its measure, at
+    :func:`unit_points` mapped by ``from_unit``; points the shape does not keep (a piece cut
+    by a composite) are dropped, every other one weighs ``measure / points`` of its piece.
+    Shapes without pieces fall back on their Monte Carlo ``shape.quadrature(tag, n, rng)``.
+
+    Returns points (q, dim), unit outward normals (q, dim) and weights (q,).
+    """
+    pieces = [p for p in getattr(shape, "pieces", lambda: [])()
+              if p.tag == tag and p.measure > 0 and p.param_dim > 0]
+    if not pieces:
+        return shape.quadrature(tag, n, rng)
+    total = sum(p.measure for p in pieces)
+    pts, normals, weights = [], [], []
+    for p in pieces:
+        m = max(1, int(round(n * p.measure / total)))
+        x, nv = p.from_unit(unit_points(m, p.param_dim))
+        keep = np.asarray(p.accept(x, nv), dtype=bool)
+        pts.append(x[keep])
+        normals.append(nv[keep])
+        weights.append(np.full(int(keep.sum()), p.measure / m))
+    return np.concatenate(pts), np.concatenate(normals), np.concatenate(weights)
 
 
 def traction_force(values: np.ndarray, normals: np.ndarray, weights: np.ndarray,
@@ -84,7 +129,7 @@ class QuantityEvaluator:
         for i, f in enumerate(quantities.forces):
             rng = np.random.default_rng(FORCE_SEED + i)
             if shape is not None:
-                pts, normals, weights = shape.quadrature(f.tag, f.points, rng)
+                pts, normals, weights = boundary_rule(shape, f.tag, f.points, rng)
             else:
                 pts, normals, weights = box_face_rule(self.box, self.dim, f.tag, f.points, rng)
             pts = np.asarray(pts, np.float64)

@@ -173,3 +173,41 @@ def test_a_box_domain_force_and_probe_are_accepted():
     build_problem(cfg)
     assert parse_quantities(cfg.output).keys(2, OUTPUTS) == \
         ["wall_drag", "wall_lift", "mid_u", "mid_v", "mid_p"]
+
+
+def channel_with_cylinder(r=0.05):
+    from ddpinn.geometry import shape_from_spec
+
+    return shape_from_spec({"type": "difference", "of": [
+        {"type": "rectangle", "lower": [0.0, 0.0], "upper": [2.2, 0.41],
+         "tags": {"x_lower": "inlet", "x_upper": "outlet", "y_lower": "wall",
+                  "y_upper": "wall"}},
+        {"type": "disk", "center": [0.2, 0.2], "radius": r, "tag": "cylinder"}]})
+
+
+def test_gauss_on_the_cylinder_of_a_channel():
+    """The shape's own boundary rule: p = -x around the hole gives F = (pi r^2, 0) to
+    round-off (the midpoint rule on a circle is exact for a linear integrand), normals
+    pointing into the body."""
+    r = 0.05
+    zero = lambda x: np.zeros(len(x))  # noqa: E731
+    predict = flow_field(zero, zero, lambda x: -x[:, 0], lambda x: (zero(x),) * 2,
+                         lambda x: (zero(x),) * 2)
+    out = force(problem_of(channel_with_cylinder(r)), predict, scale=500.0, n=2000)
+    assert out["body_drag"] == pytest.approx(500.0 * math.pi * r ** 2, rel=1e-10)
+    assert abs(out["body_lift"]) < 1e-12
+
+
+def test_the_boundary_rule_is_fixed_and_measures_the_piece():
+    from ddpinn.quantities_of_interest.compute import boundary_rule
+
+    shape = channel_with_cylinder()
+    a = boundary_rule(shape, "cylinder", 500, np.random.default_rng(1))
+    b = boundary_rule(shape, "cylinder", 500, np.random.default_rng(2))
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert a[2].sum() == pytest.approx(2 * math.pi * 0.05, rel=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(a[0] - [0.2, 0.2], axis=1), 0.05)
+    pts, normals, w = boundary_rule(shape, "wall", 2000, None)
+    assert w.sum() == pytest.approx(2 * 2.2, rel=1e-3)
+    assert set(np.round(normals[:, 1]).tolist()) == {-1.0, 1.0}
