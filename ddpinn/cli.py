@@ -24,6 +24,18 @@ from ddpinn.run import cmd_run, setup
 log = logging.getLogger("ddpinn")
 
 
+def _print_quantities(cfg) -> None:
+    """The quantities of interest of ``[output]`` (``ddpinn info``), when there are any."""
+    from ddpinn.quantities_of_interest.spec import describe, parse_quantities
+
+    lines = describe(parse_quantities(cfg.output))
+    if lines:
+        print(f"quantities of interest (solution.nc, errors.json, metrics every "
+              f"{cfg.output.eval_every or 'no'} steps):")
+        for line in lines:
+            print(f"  {line}")
+
+
 def cmd_info(args) -> int:
     from ddpinn.decomposition import assign_owners
     from ddpinn.interface.conditions import needed_quantities
@@ -62,6 +74,7 @@ def cmd_info(args) -> int:
     per_point = values_per_point(q, pde.n_out, _n_equations(problem), d.box.dim)
     print(f"conditions {problem.conditions}; exchanged per point: "
           f"{', '.join(q)} = {per_point} values")
+    _print_quantities(cfg)
     n_if = cfg.points.interface
     itemsize = 4 if cfg.case.dtype == "float32" else 8
     # Per-group sums from the interface arrays: linear in the subdomains for any rank count.

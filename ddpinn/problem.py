@@ -112,8 +112,20 @@ def build_problem(cfg: Config) -> Problem:
         if c not in active:
             raise ConfigError(f"field 'interface.weights.{c}' weights a condition that is "
                               f"not active; active: {', '.join(active)}")
-    return Problem(cfg, pde, box, decomposition, time_axis, conditions, weights,
-                   stage_conditions, residual_weights, shape, tuple(boundary_conditions), counts)
+    problem = Problem(cfg, pde, box, decomposition, time_axis, conditions, weights,
+                      stage_conditions, residual_weights, shape, tuple(boundary_conditions),
+                      counts)
+    _check_quantities(problem)
+    return problem
+
+
+def _check_quantities(problem: Problem) -> None:
+    """ConfigError unless the quantities of interest of ``[output]`` fit the problem
+    (boundary tags of the domain, probes inside it, a flow PDE for forces)."""
+    from ddpinn.quantities_of_interest import check_quantities, parse_quantities
+
+    check_quantities(parse_quantities(problem.cfg.output), problem.pde, problem.box,
+                     problem.shape, problem.time_axis)
 
 
 def _check_stage_optimizers(cfg: Config, stage_conditions: list) -> None:

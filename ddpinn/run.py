@@ -277,7 +277,8 @@ def _run(args, comm) -> int:
         grid = make_test_grid(problem, cfg.output.grid or None, run_dir / REFERENCE_FILE, comm)
     except DDPINNError as exc:
         fail(comm, str(exc), EXIT_CONFIG)
-    trainer = Trainer(solver, run_dir, grid, start.meta)
+    quantities = run_quantities(problem, solver, comm)
+    trainer = Trainer(solver, run_dir, grid, start.meta, quantities)
     # Preemption and time limits (Slurm --signal, scontrol requeue): checkpoint at the next
     # step boundary on every rank, then exit with EXIT_REQUEUE.
     for sig in (signal.SIGUSR1, signal.SIGTERM):
@@ -295,6 +296,7 @@ def _run(args, comm) -> int:
         if every and trainer.global_step % every:
             trainer.save_checkpoint()  # the final state, unless just saved
         pred, errors = evaluate(solver, grid)
+        qoi = quantities() if quantities is not None else {}
         diagnostics = energy_diagnostics(solver, grid.axes[-1], cfg.output.reference_n) \
             if problem.pde.energy_diagnostics else None
     except DDPINNError as exc:
@@ -308,9 +310,22 @@ def _run(args, comm) -> int:
         if diagnostics is not None:
             _write_diagnostics(problem, grid, diagnostics, run_dir)
         _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed,
-                       solver.dtype)
+                       solver.dtype, qoi)
     comm.barrier()
     return 0
+
+
+def run_quantities(problem, solver, comm):
+    """The quantities of interest of the case as a collective callable () -> {name: float}
+    (the same on every rank), or None when the case has none."""
+    from ddpinn.quantities_of_interest import parse_quantities
+    from ddpinn.quantities_of_interest.compute import QuantityEvaluator, solver_predict
+
+    q = parse_quantities(problem.cfg.output)
+    if not q:
+        return None
+    evaluator = QuantityEvaluator(q, problem)  # the same points on every rank
+    return lambda: evaluator.values(solver_predict(solver), comm)
 
 
 def _write_diagnostics(problem, grid, diagnostics, run_dir):
@@ -341,7 +356,8 @@ def _log_footprint(comm, solver, setup_seconds=None) -> None:
         log.info("set-up (max / mean over ranks): %s", format_times(times))
 
 
-def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, dtype):
+def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, dtype,
+                   qoi=None):
     from ddpinn.io.netcdf import write_solution
     from ddpinn.training.precision import dtype_name
 
@@ -357,13 +373,18 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, 
              "interface_conditions": " | ".join(str(c) for c in problem.stage_conditions)
              if any(c != problem.conditions for c in problem.stage_conditions)
              else str(problem.conditions),
-             "reference": grid.source, "training_seconds": float(elapsed), **errors}
+             "reference": grid.source, "training_seconds": float(elapsed), **errors,
+             **{f"qoi_{k}": v for k, v in (qoi or {}).items()}}
+    mask = grid.inside.reshape(shape) if grid.inside is not None else None
     # In the run's final precision (the last stage's): f4 variables after a float32 run.
     write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs,
-                   dtype=dtype_name(dtype))
-    (run_dir / "errors.json").write_text(json.dumps(errors, indent=1) + "\n")
+                   dtype=dtype_name(dtype), mask=mask)
+    table = {**errors, "quantities": qoi} if qoi else errors
+    (run_dir / "errors.json").write_text(json.dumps(table, indent=1) + "\n")
     for k, v in errors.items():
         log.info("relative L2 error %s = %.3e", k[3:], v)
+    for k, v in (qoi or {}).items():
+        log.info("%s = %.6g", k, v)
     if cfg.output.plots:
         from ddpinn.io.plots import plot_run
 

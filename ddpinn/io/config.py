@@ -122,6 +122,11 @@ class OutputSection:
     plots: bool = True
     progress: bool = True
     reference_n: int = 0  # grid points per axis of a computed reference (0: the PDE's choice)
+    # quantities of interest (ddpinn.quantities_of_interest): forces on boundary pieces,
+    # probes {name = [x, y(, t)]}, probe_differences {name = [output, probe a, probe b]}
+    forces: list = field(default_factory=list)
+    probes: dict = field(default_factory=dict)
+    probe_differences: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -329,6 +334,9 @@ def validate(cfg: Config) -> None:
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
                           f"({', '.join(cfg.axis_names)})")
+    from ddpinn.quantities_of_interest.spec import parse_quantities
+
+    parse_quantities(cfg.output)  # the problem checks tags, probes and the PDE's outputs
     # Names of PDEs and conditions are checked against their registries by the caller
     # (``ddpinn.problem.build``), which knows what is installed.
 

@@ -25,6 +25,10 @@ CONVENTIONS = "CF-1.8"
 ERROR_SUFFIX = "_error"
 # NetCDF variable type of the fields and errors by the run's precision
 VARIABLE_TYPES = {"float64": "f8", "float32": "f4"}
+# Where a solution grid leaves the domain (a non-box shape), fields and errors hold this
+# _FillValue (NetCDF's default fill of its type); the global attribute MASK_ATTR says so.
+FILL_VALUES = {"f8": netCDF4.default_fillvals["f8"], "f4": netCDF4.default_fillvals["f4"]}
+MASK_ATTR = "domain_mask"
 
 # CF "axis" attribute for the axis names ddpinn uses; other names get no axis attribute.
 _CF_AXIS = {"x": "X", "y": "Y", "z": "Z", "t": "T", "time": "T"}
@@ -42,7 +46,7 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
                    errors: Optional[Mapping[str, np.ndarray]] = None,
                    attrs: Optional[Mapping[str, object]] = None,
                    units: Optional[Mapping[str, str]] = None,
-                   dtype: str = "float64") -> None:
+                   dtype: str = "float64", mask: Optional[np.ndarray] = None) -> None:
     """Write a solution on a rectilinear grid to a CF-1.8 NetCDF4 file, atomically.
 
     Parameters
@@ -70,6 +74,11 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
     dtype : {"float64", "float32"}
         Variable type of the fields and errors (``f8`` or ``f4``), also stored as the global
         attribute ``dtype``; the coordinates are always float64.
+    mask : bool array, shape ``(n_0, ..., n_{D-1})``, optional
+        True where a grid point lies in the domain (a non-box shape). Fields and errors are
+        ``_FillValue`` elsewhere (a masked array to netCDF4 readers, NaN from
+        :func:`read_solution`), and the global attribute ``domain_mask`` says so. Without it
+        nothing is masked.
 
     Raises
     ------
@@ -86,6 +95,16 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
     if dtype not in VARIABLE_TYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(VARIABLE_TYPES)}")
     kind = VARIABLE_TYPES[dtype]
+    fill = None
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != shape:
+            raise ValueError(f"mask has shape {mask.shape}; the grid needs {shape}")
+        fill = FILL_VALUES[kind]
+        fields = {n: np.ma.masked_array(v, ~mask) for n, v in fields.items()}
+        errors = {n: np.ma.masked_array(v, ~mask) for n, v in errors.items()}
+        attrs = {**(attrs or {}), MASK_ATTR: "values outside the domain are _FillValue "
+                                             f"({int(mask.sum())} of {mask.size} points inside)"}
 
     with atomic_output(path) as tmp:
         # clobber=False: the temp name is fresh; never overwrite somebody else's file.
@@ -95,10 +114,10 @@ def write_solution(path: PathLike, axis_names: Sequence[str], axis_values: Seque
                 _write_axis(ds, name, values, units.get(name, "1"))
             for name, data in fields.items():
                 _write_field(ds, name, axis_names, data, units.get(name, "1"),
-                             has_error=name in errors, kind=kind)
+                             has_error=name in errors, kind=kind, fill=fill)
             for name, data in errors.items():
                 unit = units.get(name + ERROR_SUFFIX, units.get(name, "1"))
-                _write_error(ds, name, axis_names, data, unit, kind)
+                _write_error(ds, name, axis_names, data, unit, kind, fill)
 
 
 def _check_axes(axis_names: tuple, axis_values: Sequence[np.ndarray]) -> list:
@@ -192,8 +211,8 @@ def _write_axis(ds: netCDF4.Dataset, name: str, values: np.ndarray, unit: str) -
 
 
 def _write_field(ds: netCDF4.Dataset, name: str, dims: tuple, data: np.ndarray, unit: str,
-                 has_error: bool, kind: str = "f8") -> None:
-    var = ds.createVariable(name, kind, dims, zlib=True, complevel=4)
+                 has_error: bool, kind: str = "f8", fill=None) -> None:
+    var = ds.createVariable(name, kind, dims, zlib=True, complevel=4, fill_value=fill)
     var[:] = data
     var.units = unit
     var.long_name = f"{name} predicted by ddpinn"
@@ -202,8 +221,9 @@ def _write_field(ds: netCDF4.Dataset, name: str, dims: tuple, data: np.ndarray, 
 
 
 def _write_error(ds: netCDF4.Dataset, name: str, dims: tuple, data: np.ndarray,
-                 unit: str, kind: str = "f8") -> None:
-    var = ds.createVariable(name + ERROR_SUFFIX, kind, dims, zlib=True, complevel=4)
+                 unit: str, kind: str = "f8", fill=None) -> None:
+    var = ds.createVariable(name + ERROR_SUFFIX, kind, dims, zlib=True, complevel=4,
+                            fill_value=fill)
     var[:] = data
     var.units = unit
     var.long_name = f"pointwise error of {name}"
@@ -223,7 +243,8 @@ def read_solution(path: PathLike) -> dict:
     -------
     dict
         ``"axes"``: dict axis name -> 1D float64 array, in the file's axis order;
-        ``"fields"``: dict name -> array of shape ``(n_0, ..., n_{D-1})``;
+        ``"fields"``: dict name -> array of shape ``(n_0, ..., n_{D-1})``, NaN where a
+        variable holds its ``_FillValue`` (outside a non-box domain);
         ``"errors"``: dict field name -> array of the same shape (may be empty);
         ``"attrs"``: dict of global attributes (numbers as Python scalars, arrays as lists);
         ``"units"``: dict axis/field/error variable name -> units string.
@@ -240,6 +261,8 @@ def read_solution(path: PathLike) -> dict:
             if name in out["axes"]:
                 continue
             data = np.asarray(var[:], dtype=np.float64)
+            if "_FillValue" in var.ncattrs():
+                data[data == float(var.getncattr("_FillValue"))] = np.nan
             target = _error_target(name, var, ds)
             if target is None:
                 out["fields"][name] = data
@@ -267,4 +290,4 @@ def _python_value(value: object):
 
 
 __all__ = ["write_solution", "read_solution", "atomic_output", "is_time_axis",
-           "CONVENTIONS", "ERROR_SUFFIX"]
+           "CONVENTIONS", "ERROR_SUFFIX", "MASK_ATTR"]

@@ -25,7 +25,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from .figures import new_figure, save_figure
 from .flow_diagnostics import DIAGNOSTICS_FILE, plot_diagnostics
-from .netcdf import is_time_axis, read_solution
+from .netcdf import MASK_ATTR, is_time_axis, read_solution
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,8 @@ def _field_figure(sol: dict, data: np.ndarray, quantity: str, title: str,
         ax.grid(True, alpha=0.3)
     else:
         _pcolormesh(fig, ax, names, coords, data, quantity, error)
+        if MASK_ATTR in sol["attrs"]:
+            _outline(ax, coords, data)
         ax.set_ylabel(_label(names[1], sol["units"].get(names[1])))
     ax.set_xlabel(_label(names[0], sol["units"].get(names[0])))
     ax.set_title(title)
@@ -211,6 +213,16 @@ def _pcolormesh(fig: Figure, ax, names: List[str], coords: List[np.ndarray],
         # Equal aspect keeps vortices round, unless the box is so elongated it becomes a line.
         if width > 0 and height > 0 and 0.2 <= height / width <= 5:
             ax.set_aspect("equal")
+
+
+def _outline(ax, coords: List[np.ndarray], data: np.ma.MaskedArray) -> None:
+    """The boundary of a non-box domain: the edge of the points inside (masked values lie
+    outside), drawn over the field."""
+    inside = ~np.ma.getmaskarray(data)
+    if inside.all() or not inside.any() or min(inside.shape) < 2:
+        return
+    ax.contour(coords[0], coords[1], inside.T.astype(float), levels=[0.5], colors="k",
+               linewidths=0.8)
 
 
 # ----------------------------------------------------------------------------- decomposition

@@ -20,6 +20,8 @@ class TestGrid:
     source : "exact", a reference file, or "none";
     scattered : (Q, d) or None, reference points off the grid: errors are measured there,
         the solution is written on the grid
+    inside : (P,) bool or None, the grid's points in a non-box domain (None: a box, all of
+        them): the experts are evaluated there only, errors are measured there only
     """
 
     axes: list
@@ -27,6 +29,7 @@ class TestGrid:
     truth: np.ndarray | None
     source: str
     scattered: np.ndarray | None = None
+    inside: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple:
@@ -39,6 +42,17 @@ class TestGrid:
 
 
 def make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
+    """:func:`_make_test_grid`, with the points inside the domain marked when it is not a
+    box (``problem.shape``)."""
+    grid = _make_test_grid(problem, shape, cache, comm)
+    domain = getattr(problem, "shape", None)
+    if domain is not None:
+        space = [a for a in range(problem.box.dim) if a != problem.time_axis]
+        grid.inside = np.asarray(domain.inside(grid.points[:, space]), dtype=bool)
+    return grid
+
+
+def _make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
     """The reference's own grid where the PDE uses reference data, else a uniform grid
     (``shape`` or a default by dimension) with the exact solution or the PDE's computed
     reference where there is one.
@@ -168,13 +182,16 @@ def relative_errors(pde, pred: np.ndarray, truth: np.ndarray, times=None) -> dic
 def evaluate(solver, grid: TestGrid):
     """Collective. Prediction on the grid and its errors.
 
-    Returns (pred (P, n_out), errors dict) on rank 0 and (None, {}) elsewhere.
+    Returns (pred (P, n_out), errors dict) on rank 0 and (None, {}) elsewhere. In a non-box
+    domain (``grid.inside``) the prediction is NaN outside and the errors are those inside.
     """
-    points = grid.points if grid.scattered is None else \
-        np.concatenate([grid.points, grid.scattered])
+    on_grid = grid.points if grid.inside is None else grid.points[grid.inside]
+    points = on_grid if grid.scattered is None else np.concatenate([on_grid, grid.scattered])
     pred = solver.predict(points)
     if pred is None:
         return None, {}
+    if grid.inside is not None:
+        return _inside_only(solver, grid, pred)
     t_axis = solver.problem.time_axis
     if grid.scattered is not None:  # errors at the reference's points, solution on the grid
         pred, at_ref = pred[:len(grid.points)], pred[len(grid.points):]
@@ -185,3 +202,20 @@ def evaluate(solver, grid: TestGrid):
     errors = relative_errors(solver.pde, pred, grid.truth, times) \
         if grid.truth is not None else {}
     return pred, errors
+
+
+def _inside_only(solver, grid: TestGrid, pred: np.ndarray):
+    """Rank 0 of :func:`evaluate` in a non-box domain: ``pred`` holds the values at the grid's
+    points inside (then at the scattered reference points); NaN outside, errors inside."""
+    inside = grid.inside
+    n_in = int(inside.sum())
+    full = np.full((len(grid.points), pred.shape[1]), np.nan)
+    full[inside] = pred[:n_in]
+    if grid.scattered is not None:
+        at_ref = pred[n_in:]
+        return full, relative_errors(solver.pde, at_ref, grid.truth) if len(at_ref) else {}
+    if grid.truth is None or not n_in:
+        return full, {}
+    t_axis = solver.problem.time_axis
+    times = grid.points[inside, t_axis] if t_axis is not None else None
+    return full, relative_errors(solver.pde, pred[:n_in], grid.truth[inside], times)

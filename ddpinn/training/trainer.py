@@ -58,13 +58,17 @@ class Trainer:
     test_grid : TestGrid or None, for errors every ``output.eval_every`` steps
     run_meta : {"run_id", "identity", "identity_fields"} written into every checkpoint
         (:mod:`ddpinn.io.rundir`); pruning and rollbacks use only this run's checkpoints
+    quantities : callable or None, collective, () -> {name: float} the same on every rank:
+        the quantities of interest, in the metrics rows as ``qoi_<name>`` every
+        ``output.eval_every`` steps
     """
 
-    def __init__(self, solver, run_dir, test_grid=None, run_meta=None):
+    def __init__(self, solver, run_dir, test_grid=None, run_meta=None, quantities=None):
         self.solver, self.cfg, self.comm = solver, solver.cfg, solver.comm
         self.run_dir = run_dir
         self.ckpt_dir = run_dir / "checkpoints"
         self.test_grid = test_grid
+        self.quantities = quantities
         self.run_meta = dict(run_meta or {})
         self.global_step = 0  # optimizer steps completed, over all stages
         self.stage_index = 0
@@ -275,6 +279,9 @@ class Trainer:
             _, self.last_errors = evaluate(self.solver, self.test_grid)
             self.last_eval_step, fresh = self.global_step, True
             row.update(self.last_errors)
+        if out.eval_every and self.quantities is not None and \
+                self.global_step % out.eval_every == 0:
+            row.update({f"qoi_{k}": v for k, v in self.quantities().items()})
         self.metrics.write(row)
         now = time.perf_counter()
         eta = self._eta(now, step_seconds, total_steps)
