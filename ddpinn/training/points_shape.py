@@ -156,7 +156,7 @@ def build_shape_points(problem, sids, seed, epoch=0, dtype=torch.float64,
                        device="cpu") -> PointBatch:
     """Points of the experts ``sids`` of a cut decomposition for one sampling epoch."""
     decomp, pde, cfg = problem.decomposition, problem.pde, problem.cfg
-    shape, time_axis, params = decomp.shape, problem.time_axis, pde.params
+    shape, time_axis = decomp.shape, problem.time_axis
     counts = problem.shape_counts
     m, d = pde.n_out, decomp.box.dim
     sids = np.asarray(sids, dtype=np.int64).reshape(-1)
@@ -180,26 +180,16 @@ def build_shape_points(problem, sids, seed, epoch=0, dtype=torch.float64,
         pts, normals, tags = _boundary_points(shape, counts, sid, seed, epoch, lower, upper,
                                               time_axis)
         x[e, row:row + len(pts)] = pts
-        n_bc = len(pts)
-        k = 0
-        for tag_id, tag in enumerate(shape.tags + (INITIAL_TAG,)):
-            sel = np.flatnonzero(tags == tag_id)
-            for cond in by_tag[tag] if len(sel) else ():
-                r = condition_rows(cond, pts[sel], normals[sel], pde, params)
-                span = slice(k, k + len(sel))
-                rows[e, span] = row + sel
-                A[e, span], b[e, span], direction[e, span] = r.A, r.b, r.direction
-                target[e, span] = r.target
-                w[e, span] = r.mask * (cond.weight / n_bc)
-                k += len(sel)
-        row += n_bc
+        _write_conditions(by_tag, shape.tags + (INITIAL_TAG,), (pts, normals, tags), row,
+                          pde, (rows[e], A[e], b[e], direction[e], target[e], w[e]))
+        row += len(pts)
         n_data = int(counts.data[sid])
         if n_data:
             rng = rng_for(seed, TAG_DATA, sid)
             pts = _in_cell(shape, shape.sample_interior, n_data, rng, lower, upper,
                            time_axis)[0]
             x[e, row:row + n_data] = pts
-            data_t[e, row:row + n_data] = pde.exact(torch.as_tensor(pts), params).numpy()
+            data_t[e, row:row + n_data] = pde.exact(torch.as_tensor(pts), pde.params).numpy()
             data_w[e, row:row + n_data] = 1.0 / n_data
     sides = _shape_interface_sides(problem, sids, seed, epoch, x, counts)
 
@@ -213,6 +203,25 @@ def build_shape_points(problem, sids, seed, epoch=0, dtype=torch.float64,
                       t(w), bool((b != 0).any()))
     return PointBatch(t(x), t(res_w), zeros, zeros.clone(), t(data_w), t(data_t), sides,
                       counts.n_interface, 1.0, first, boundary_rows=bc)
+
+
+def _write_conditions(by_tag, tags, points, first_row, pde, out) -> None:
+    """Write the condition entries of one expert's boundary points into ``out`` = (rows
+    (K,), A (K, m, m), b (K, m), direction (K, d), target (K, m), w (K, m)): for every tag
+    in order, its conditions in order, one entry per point of that tag. ``points`` =
+    (points (n, d), normals (n, d), tag ids (n,)), at rows ``first_row + i``."""
+    pts, normals, tag_ids = points
+    rows, A, b, direction, target, w = out
+    k = 0
+    for tag_id, tag in enumerate(tags):
+        sel = np.flatnonzero(tag_ids == tag_id)
+        for cond in by_tag[tag] if len(sel) else ():
+            r = condition_rows(cond, pts[sel], normals[sel], pde, pde.params)
+            span = slice(k, k + len(sel))
+            rows[span] = first_row + sel
+            A[span], b[span], direction[span], target[span] = r.A, r.b, r.direction, r.target
+            w[span] = r.mask * (cond.weight / len(pts))
+            k += len(sel)
 
 
 def _boundary_points(shape, counts, sid, seed, epoch, lower, upper, time_axis):
