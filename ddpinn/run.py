@@ -81,7 +81,19 @@ def decomposition_record(problem, owner) -> dict:
     return {"axis_names": list(d.box.names), "grid": list(d.grid),
             "lower": d.lower.tolist(), "upper": d.upper.tolist(),
             "owner": [int(r) for r in owner],
-            "periodic": list(d.periodic)}
+            "periodic": list(d.periodic), **shape_record(problem)}
+
+
+def shape_record(problem, n_points: int = 1500) -> dict:
+    """For a cut decomposition: each subdomain's inside volume fraction and points on the
+    shape's boundary (space axes; a fixed sample), which the decomposition plot draws."""
+    if problem.shape is None:
+        return {}
+    import numpy as np
+
+    pts, _, _ = problem.shape.sample_boundary(n_points, np.random.default_rng(0))
+    return {"volume_fraction": [float(f) for f in problem.decomposition.volume_fraction],
+            "boundary_points": np.round(pts, 6).tolist()}
 
 
 def check_slurm_world(comm) -> None:

@@ -257,7 +257,10 @@ def load_decomposition(path: PathLike) -> dict:
     if len(names) != lower.shape[1]:
         raise ValueError(f"{path}: {len(names)} axis_names for {lower.shape[1]}-D boxes")
     return {"axis_names": names, "lower": lower, "upper": upper, "owner": owner,
-            "grid": list(raw.get("grid", []))}
+            "grid": list(raw.get("grid", [])),
+            "volume_fraction": np.asarray(raw.get("volume_fraction", np.ones(len(owner))),
+                                          dtype=np.float64),
+            "boundary_points": np.asarray(raw.get("boundary_points", []), dtype=np.float64)}
 
 
 def plot_decomposition(path: PathLike, out_dir: PathLike) -> List[Path]:
@@ -285,6 +288,7 @@ def plot_decomposition(path: PathLike, out_dir: PathLike) -> List[Path]:
         _draw_intervals(ax, dec, colour)
     else:
         mixed = _draw_boxes(ax, dec, colour)
+        _draw_shape(ax, dec)
     _rank_key(fig, ax, colour, n_ranks, mixed)
     ax.set_title(_decomposition_title(dec, n_ranks))
     return [save_figure(fig, Path(out_dir) / "decomposition.png")]
@@ -332,6 +336,23 @@ def _draw_boxes(ax, dec: dict, colour: ListedColormap) -> bool:
     ax.set_xlabel(dec["axis_names"][0])
     ax.set_ylabel(dec["axis_names"][1])
     return mixed
+
+
+def _draw_shape(ax, dec: dict) -> None:
+    """A shaped domain: its boundary (points, first two axes) over the cells, and the cut
+    cells (inside fraction < 1) outlined in red with their fraction."""
+    pts = dec["boundary_points"]
+    if pts.ndim == 2 and pts.shape[1] >= 2 and len(pts):
+        ax.plot(pts[:, 0], pts[:, 1], ".", color="black", markersize=1.0)
+    frac = dec["volume_fraction"]
+    if len(frac) > MAX_LABELLED_SUBDOMAINS:
+        return
+    for sid in np.flatnonzero(frac < 1.0):
+        (x0, y0), (x1, y1) = dec["lower"][sid, :2], dec["upper"][sid, :2]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="red",
+                               linewidth=1.5))
+        ax.text(x0 + 0.02 * (x1 - x0), y0 + 0.04 * (y1 - y0), f"{frac[sid]:.2f}",
+                color="red", fontsize=6)
 
 
 def _projected_boxes(lower: np.ndarray, upper: np.ndarray) -> Dict[tuple, List[int]]:
