@@ -29,6 +29,10 @@ def domain_from_shape(domain: dict, base_dir) -> dict:
         shape = shape_from_spec(domain["shape"], "domain.shape", base_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if shape.volume_fraction(shape.lower, shape.upper) <= 0.0:
+        raise ConfigError("field 'domain.shape' describes an empty domain: no part of its "
+                          "bounding box lies inside it (check what a difference removes or "
+                          "that the shapes of an intersection overlap)")
     domain["lower"] = [float(v) for v in shape.lower]
     domain["upper"] = [float(v) for v in shape.upper]
     if base_dir is not None:
