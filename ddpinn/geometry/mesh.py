@@ -23,11 +23,17 @@ def _chunks(n_points: int, n_tri: int):
     return [slice(i, min(i + step, n_points)) for i in range(0, n_points, step)]
 
 
-def winding_number(x: np.ndarray, tri: np.ndarray) -> np.ndarray:
+def winding_number(x: np.ndarray, tri: np.ndarray, band: float | None = None):
     """Generalised winding number (n,) of points x (n, 3) for triangles tri (F, 3, 3):
-    1 inside a closed outward-oriented surface, 0 outside (Van Oosterom-Strackee)."""
+    1 inside a closed outward-oriented surface, 0 outside (Van Oosterom-Strackee).
+
+    With ``band`` given, also returns bool (n,): whether the point lies within ``band`` of
+    the surface (exact distances only for the pairs whose nearest vertex is close enough).
+    """
     out = np.empty(len(x))
+    near = np.zeros(len(x), bool)
     t = [[tri[:, k, i] for i in range(3)] for k in range(3)]  # t[vertex][axis] (F,)
+    reach = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=-1).max(axis=1)  # (F,)
     for sl in _chunks(len(x), len(tri)):
         p = [x[sl, i, None] for i in range(3)]  # (m, 1) each
         ax, ay, az = (t[0][i] - p[i] for i in range(3))
@@ -40,7 +46,16 @@ def winding_number(x: np.ndarray, tri: np.ndarray) -> np.ndarray:
         den = (la * lb * lc + (ax * bx + ay * by + az * bz) * lc
                + (ax * cx + ay * cy + az * cz) * lb + (bx * cx + by * cy + bz * cz) * la)
         out[sl] = np.arctan2(det, den).sum(axis=1) / (2.0 * math.pi)
-    return out
+        if band is not None:
+            # A point within `band` of a triangle is within band + longest edge of each vertex.
+            i, f = np.nonzero(np.minimum(np.minimum(la, lb), lc) <= reach + band)
+            if len(i):
+                xs = x[sl][i]
+                d = np.linalg.norm(xs - closest_on_triangles(xs, tri[f]), axis=1)
+                hit = np.zeros(sl.stop - sl.start, bool)
+                hit[i[d <= band]] = True
+                near[sl] = hit
+    return out if band is None else (out, near)
 
 
 def closest_on_triangles(p: np.ndarray, tri: np.ndarray) -> np.ndarray:
@@ -131,8 +146,8 @@ class StlShape(Shape):
         self.lower, self.upper = tri.reshape(-1, 3).min(axis=0), tri.reshape(-1, 3).max(axis=0)
 
     def _inside(self, x, tol):
-        inner = winding_number(x, self.triangles) > 0.5
-        near = triangle_distance(x, self.triangles, within=abs(tol)) <= abs(tol)
+        w, near = winding_number(x, self.triangles, band=abs(tol))
+        inner = w > 0.5
         return (inner | near) if tol >= 0 else (inner & ~near)
 
     def sdf(self, x):
