@@ -18,7 +18,7 @@ INSIDE_TOL = 1e-9
 CELL_TOL = 1e-10
 #: Rejection sampling: rounds, and draws without one hit after which a region is empty.
 MAX_ROUNDS = 40
-EMPTY_AFTER = 100_000
+EMPTY_AFTER = 40_000
 MAX_BATCH = 1_000_000
 
 
@@ -53,8 +53,12 @@ def collect(draw, n: int, rng: np.random.Generator, region: str, cell: str):
     arrays = None
     for _ in range(MAX_ROUNDS):
         need = n - count
-        rate = accepted / drawn if accepted else (0.5 / drawn if drawn else 1.0)
-        m = int(min(max(math.ceil(1.2 * need / rate) + 16, 64), MAX_BATCH))
+        if accepted:
+            m = int(min(math.ceil(1.2 * need * drawn / accepted) + 16, MAX_BATCH))
+        elif drawn:  # nothing yet: grow geometrically up to the point of giving up
+            m = min(4 * drawn, EMPTY_AFTER - drawn)
+        else:
+            m = int(min(math.ceil(1.2 * need) + 64, MAX_BATCH))
         arrays, ok = draw(m, rng)
         drawn += m
         hits = int(ok.sum())
