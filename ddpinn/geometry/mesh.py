@@ -217,6 +217,13 @@ class StlShape(Shape):
         near = np.isfinite(triangle_distance(x, self.triangles, within=abs(tol)))
         return (inner | near) if tol >= 0 else (inner & ~near)
 
+    def _solid(self, x):
+        return crossing_parity(x, self.triangles)
+
+    def _classify(self, x, half):
+        near = np.isfinite(triangle_distance(x, self.triangles, within=half + self.tol))
+        return np.where(near, np.nan, crossing_parity(x, self.triangles).astype(float))
+
     def sdf(self, x):
         x = np.asarray(x, float)
         dist = triangle_distance(x, self.triangles)

@@ -149,6 +149,17 @@ class Shape:
         tol < 0 keeps only points deeper than -tol."""
         return self.sdf(x) <= tol
 
+    def _solid(self, x: np.ndarray) -> np.ndarray:
+        """Membership (n,) of points off the boundary: free to differ from :meth:`inside`
+        on the boundary itself (a set of measure zero), for volume fractions."""
+        return self._inside(x, 0.0)
+
+    def _classify(self, x: np.ndarray, half: float) -> np.ndarray:
+        """Whether the balls of radius ``half`` around the points x (n, dim) lie inside
+        (1.0) or outside (0.0) the shape, or nan where undecided. Conservative."""
+        d = self.sdf(x)
+        return np.where(d <= -half, 1.0, np.where(d >= half + self.tol, 0.0, np.nan))
+
     def inside(self, x) -> np.ndarray:
         """Bool (n,) for points x (n, dim); points on the boundary count as inside."""
         return self._inside(_as_points(x, self.dim), self.tol)
@@ -266,13 +277,9 @@ class Shape:
         """Fraction of the (possibly flat) box [lo, hi] lying in the shape."""
         if not (np.all(lo <= self.upper) and np.all(hi >= self.lower)):
             return 0.0
-        center = 0.5 * (lo + hi)
-        half = 0.5 * float(np.linalg.norm(hi - lo))
-        d = float(self.sdf(center[None])[0])
-        if d <= -half:
-            return 1.0
-        if d >= half + self.tol:
-            return 0.0
+        whole = float(self._classify(0.5 * (lo + hi)[None], 0.5 * np.linalg.norm(hi - lo))[0])
+        if not np.isnan(whole):
+            return whole
         pts, index, k = lattice(lo, hi, n, seed)
         step = (hi - lo) / k
         value = np.full(len(pts), np.nan)
@@ -286,13 +293,12 @@ class Shape:
             flat = np.ravel_multi_index(tuple((index[open_] // size).T), dims)
             uniq, which = np.unique(flat, return_inverse=True)
             blocks = np.stack(np.unravel_index(uniq, dims), axis=1)
-            d = self.sdf(lo + (blocks + 0.5) * size * step)
-            half = 0.5 * size * float(np.linalg.norm(step))
-            state = np.where(d <= -half, 1.0, np.where(d >= half + self.tol, 0.0, np.nan))
+            state = self._classify(lo + (blocks + 0.5) * size * step,
+                                   0.5 * size * float(np.linalg.norm(step)))
             value[open_] = state[which.reshape(-1)]
             open_ = open_[np.isnan(value[open_])]
         if len(open_):
-            value[open_] = self.inside(pts[open_])
+            value[open_] = self._solid(pts[open_])
         return float(np.mean(value))
 
     def volume_fraction(self, lower, upper, n: int = 20000, seed: int = 0) -> float:
