@@ -211,3 +211,22 @@ def test_small_cells_on_curved_boundaries():
     disk = Disk([0, 0], 1.0)
     lo, hi = np.array([-1.0, -0.001]), np.array([-0.99, 0.001])
     assert disk.boundary_measure(lo, hi) == pytest.approx(0.002, rel=1e-3)
+
+
+def test_stl_in_a_composite(tmp_path):
+    """A mesh subtracted from a box: its faces bound the hole with inward normals."""
+    trimesh = pytest.importorskip("trimesh")
+    from ddpinn.geometry import Difference, StlShape
+
+    trimesh.creation.box(extents=[1.0, 1.0, 1.0]).export(str(tmp_path / "cube.stl"))
+    shape = Difference(Cuboid([-1, -1, -1], [1, 1, 1]), StlShape(tmp_path / "cube.stl",
+                                                                 tag="hole"))
+    assert shape.tags[-1] == "hole"
+    pts, normals, tags = shape.sample_boundary(200, np.random.default_rng(0))
+    assert np.abs(shape.sdf(pts)).max() < 1e-9
+    assert not shape.inside(pts + 1e-6 * normals).any()
+    assert shape.inside(pts - 1e-6 * normals).all()
+    hole = tags == shape.tags.index("hole")
+    assert hole.any() and np.all(np.abs(pts[hole]).max(axis=1) == pytest.approx(0.5))
+    assert shape.volume_fraction([-1, -1, -1], [1, 1, 1]) == pytest.approx(7 / 8, rel=5e-3)
+    assert shape.volume_fraction([-0.4, -0.4, -0.4], [0.4, 0.4, 0.4]) == 0.0
