@@ -78,6 +78,14 @@ class Union(Composite):
             out |= s._inside(x, tol)
         return out
 
+    def _solid(self, x):
+        return np.any([s._solid(x) for s in self.shapes], axis=0)
+
+    def _classify(self, x, half):
+        states = np.array([s._classify(x, half) for s in self.shapes])
+        return np.where(np.any(states == 1.0, axis=0), 1.0,
+                        np.where(np.all(states == 0.0, axis=0), 0.0, np.nan))
+
 
 class Intersection(Composite):
     """Points in all of the shapes."""
@@ -94,6 +102,14 @@ class Intersection(Composite):
         for s in self.shapes:
             out &= s._inside(x, tol)
         return out
+
+    def _solid(self, x):
+        return np.all([s._solid(x) for s in self.shapes], axis=0)
+
+    def _classify(self, x, half):
+        states = np.array([s._classify(x, half) for s in self.shapes])
+        return np.where(np.all(states == 1.0, axis=0), 1.0,
+                        np.where(np.any(states == 0.0, axis=0), 0.0, np.nan))
 
 
 class Difference(Composite):
@@ -113,3 +129,15 @@ class Difference(Composite):
         for s in self.shapes[1:]:
             out &= ~s._inside(x, -tol)
         return out
+
+    def _solid(self, x):
+        out = self.shapes[0]._solid(x)
+        for s in self.shapes[1:]:
+            out &= ~s._solid(x)
+        return out
+
+    def _classify(self, x, half):
+        first = self.shapes[0]._classify(x, half)
+        rest = np.array([s._classify(x, half) for s in self.shapes[1:]])
+        return np.where((first == 1.0) & np.all(rest == 0.0, axis=0), 1.0,
+                        np.where((first == 0.0) | np.any(rest == 1.0, axis=0), 0.0, np.nan))

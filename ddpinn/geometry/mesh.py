@@ -1,8 +1,10 @@
 """Closed triangle surfaces read from STL files (with ``trimesh``).
 
-Inside test and signed distance need no optional package: the sign comes from the
-generalised winding number (sum of the triangles' solid angles), the distance from a
-vectorised point-triangle distance, both in chunks of points.
+Inside test and signed distance need no optional package (no spatial index): the sign
+comes from the parity of the crossings of a ray in a fixed generic direction (only the
+triangles whose shadow covers the point are tested; points whose ray grazes an edge fall back
+to the generalised winding number, a sum of solid angles), the distance from a vectorised
+point-triangle distance pruned by plane and bounding-sphere bounds; all in chunks of points.
 """
 from __future__ import annotations
 
@@ -43,6 +45,51 @@ def winding_number(x: np.ndarray, tri: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ray_frame() -> np.ndarray:
+    """Orthonormal rows (e1, e2, d): d a fixed direction generic to grids and meshes."""
+    d = np.array([0.2873, 0.1571, 0.9449])
+    d /= np.linalg.norm(d)
+    e1 = np.cross(d, [1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    return np.stack([e1, np.cross(d, e1), d])
+
+
+RAY_FRAME = _ray_frame()
+#: Barycentric margin under which a ray counts as grazing an edge (then: winding number).
+GRAZE = 1e-9
+
+
+def crossing_parity(x: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """Inside test (n,) bool for points x (n, 3) of the closed surface tri (F, 3, 3): odd
+    number of crossings of the ray from each point along ``RAY_FRAME[2]``."""
+    px, pt = x @ RAY_FRAME.T, tri @ RAY_FRAME.T  # (n, 3), (F, 3, 3): shadow coords, height
+    lo, hi = pt[:, :, :2].min(axis=1), pt[:, :, :2].max(axis=1)  # (F, 2)
+    count = np.zeros(len(x), np.int64)
+    graze = np.zeros(len(x), bool)
+    for sl in _chunks(len(x), len(tri)):
+        q = px[sl]
+        cover = ((q[:, :1] >= lo[:, 0]) & (q[:, :1] <= hi[:, 0])
+                 & (q[:, 1:2] >= lo[:, 1]) & (q[:, 1:2] <= hi[:, 1]))  # (m, F)
+        i, f = np.nonzero(cover)
+        a, b, c = pt[f, 0], pt[f, 1], pt[f, 2]
+        v0, v1, v2 = b[:, :2] - a[:, :2], c[:, :2] - a[:, :2], q[i, :2] - a[:, :2]
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+            v = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+        w = 1.0 - u - v
+        above = a[:, 2] + u * (b[:, 2] - a[:, 2]) + v * (c[:, 2] - a[:, 2]) > q[i, 2]
+        smallest = np.minimum(np.minimum(u, v), w)
+        hit = (den != 0) & (smallest >= 0) & above
+        count[sl] += np.bincount(i[hit], minlength=sl.stop - sl.start)
+        edge = (den != 0) & (np.abs(smallest) < GRAZE) & above
+        graze[sl] |= np.bincount(i[edge], minlength=sl.stop - sl.start) > 0
+    inside = count % 2 == 1
+    if graze.any():
+        inside[graze] = winding_number(x[graze], tri) > 0.5
+    return inside
+
+
 def closest_on_triangles(p: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """Closest points (k, 3) of triangles tri (k, 3, 3) to points p (k, 3), pairwise
     (closest-point regions of Ericson, Real-Time Collision Detection, 5.1.5)."""
@@ -74,25 +121,60 @@ def closest_on_triangles(p: np.ndarray, tri: np.ndarray) -> np.ndarray:
     return q
 
 
+def _lower_bounds(x: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """Lower bounds (m, F) of the distances from points x (m, 3) to triangles (F, 3, 3):
+    the larger of the distance to the triangle's plane and to its bounding sphere."""
+    centre = tri.mean(axis=1)  # (F, 3)
+    radius = np.linalg.norm(tri - centre[:, None], axis=-1).max(axis=1)
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+    sphere = np.sqrt(np.maximum(np.sum(x * x, axis=1)[:, None] - 2 * x @ centre.T
+                                + np.sum(centre * centre, axis=1)[None], 0.0)) - radius
+    plane = np.abs(x @ normal.T - np.einsum("fi,fi->f", normal, centre)[None])
+    return np.maximum(sphere, plane)
+
+
+def _pair_distances(x, tri, i, f, n):
+    """Smallest distance (n,) over the pairs (point i, triangle f); inf where none."""
+    best = np.full(n, np.inf)
+    if len(i):
+        d = np.linalg.norm(x[i] - closest_on_triangles(x[i], tri[f]), axis=1)
+        np.minimum.at(best, i, d)
+    return best
+
+
 def triangle_distance(x: np.ndarray, tri: np.ndarray, within: float = np.inf) -> np.ndarray:
     """Unsigned distance (n,) from points x (n, 3) to the nearest of the triangles (F, 3, 3).
 
-    Only (point, triangle) pairs that bounding spheres cannot rule out are computed exactly.
-    With ``within`` finite, distances beyond it are reported as ``inf`` (a cheap band test).
+    Exact distances only for the pairs the lower bounds (plane, bounding sphere) cannot rule
+    out against the best of each point's few most promising triangles. With ``within``
+    finite, distances beyond it are reported as ``inf`` (a cheap band test).
     """
-    centre = tri.mean(axis=1)  # (F, 3)
-    radius = np.linalg.norm(tri - centre[:, None], axis=-1).max(axis=1)  # (F,)
     out = np.full(len(x), np.inf)
+    k = min(4, len(tri))
+    slack = 1e-12 * float(np.ptp(tri.reshape(-1, 3), axis=0).max())
+    box_lo, box_hi = tri.min(axis=1), tri.max(axis=1)
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+    offset = np.einsum("fi,fi->f", normal, tri[:, 0])[None]
     for sl in _chunks(len(x), len(tri)):
-        r = np.sqrt(((x[sl, None, :] - centre[None]) ** 2).sum(-1))  # (m, F)
-        lower = r - radius
-        bound = np.minimum((r + radius).min(axis=1), within)  # (m,) no nearer than this
-        i, f = np.nonzero(lower <= bound[:, None])
-        if not len(i):
-            continue
-        d = np.linalg.norm(x[sl][i] - closest_on_triangles(x[sl][i], tri[f]), axis=1)
-        best = np.full(sl.stop - sl.start, np.inf)
-        np.minimum.at(best, i, d)
+        xs = x[sl]
+        if np.isfinite(within):  # band test: the triangle's box and plane must be near
+            reach = float(within) + slack
+            close = np.ones((len(xs), len(tri)), bool)
+            for a in range(3):
+                close &= (xs[:, a, None] >= box_lo[:, a] - reach) & \
+                    (xs[:, a, None] <= box_hi[:, a] + reach)
+            close &= np.abs(xs @ normal.T - offset) <= reach
+            i, f = np.nonzero(close)
+        else:
+            lower = _lower_bounds(xs, tri)  # (m, F)
+            first = np.argpartition(lower, k - 1, axis=1)[:, :k]
+            bound = _pair_distances(xs, tri, np.repeat(np.arange(len(xs)), k),
+                                    first.reshape(-1), len(xs))
+            # (a bound and a distance computed differently may differ in the last bits)
+            i, f = np.nonzero(lower <= bound[:, None] * (1 + 1e-9) + slack)
+        best = _pair_distances(xs, tri, i, f, len(xs))
         out[sl] = np.where(best <= within, best, np.inf)
     return out
 
@@ -131,14 +213,21 @@ class StlShape(Shape):
         self.lower, self.upper = tri.reshape(-1, 3).min(axis=0), tri.reshape(-1, 3).max(axis=0)
 
     def _inside(self, x, tol):
-        inner = winding_number(x, self.triangles) > 0.5
-        near = triangle_distance(x, self.triangles, within=abs(tol)) <= abs(tol)
+        inner = crossing_parity(x, self.triangles)
+        near = np.isfinite(triangle_distance(x, self.triangles, within=abs(tol)))
         return (inner | near) if tol >= 0 else (inner & ~near)
+
+    def _solid(self, x):
+        return crossing_parity(x, self.triangles)
+
+    def _classify(self, x, half):
+        near = np.isfinite(triangle_distance(x, self.triangles, within=half + self.tol))
+        return np.where(near, np.nan, crossing_parity(x, self.triangles).astype(float))
 
     def sdf(self, x):
         x = np.asarray(x, float)
         dist = triangle_distance(x, self.triangles)
-        return np.where(winding_number(x, self.triangles) > 0.5, -dist, dist)
+        return np.where(crossing_parity(x, self.triangles), -dist, dist)
 
     def _make_pieces(self):
         return [Triangles(self.tags[0], self.triangles)]

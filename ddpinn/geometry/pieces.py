@@ -8,6 +8,7 @@ when the two cannot meet, so small cells only draw from what can reach them.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -129,21 +130,69 @@ def unit_vectors(u):
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
-class Sphere(Piece):
-    """The circle (2D) or sphere (3D) ``|x - center| = radius``; normals point away."""
+def turn_range(center, lower, upper):
+    """Angles (in turns, ``phi / 2 pi``) under which the 2D box ``[lower, upper]`` is seen
+    from ``center``: (start, stop), stop - start < 1/2; (0, 1) when the box holds centre."""
+    c, lo, hi = (np.asarray(v, float) for v in (center, lower, upper))
+    if np.all(lo <= c) and np.all(c <= hi):
+        return 0.0, 1.0
+    mid = 0.5 * (lo + hi) - c
+    ref = math.atan2(mid[1], mid[0])
+    corners = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]]) - c
+    rel = np.arctan2(corners[:, 1], corners[:, 0]) - ref
+    rel = (rel + math.pi) % (2 * math.pi) - math.pi
+    return (ref + rel.min()) / (2 * math.pi), (ref + rel.max()) / (2 * math.pi)
+
+
+class Ranged(Piece):
+    """A piece drawn from a sub-box ``[u_lo, u_hi]`` of its parameters (a cell cuts a curved
+    piece to the angles and heights that can reach it); ``full`` is the whole piece's
+    measure, the parametrisation being uniform by measure."""
+
+    full: float
+
+    def _init_range(self, full, param_dim):
+        self.full, self.param_dim = float(full), param_dim
+        self.u_lo, self.u_hi = np.zeros(param_dim), np.ones(param_dim)
+        self.measure = self.full
+
+    def _narrow(self, u_lo, u_hi):
+        if np.any(np.asarray(u_hi) <= np.asarray(u_lo)):
+            return None
+        out = copy.copy(self)
+        out.u_lo, out.u_hi = np.asarray(u_lo, float), np.asarray(u_hi, float)
+        out.measure = self.full * float(np.prod(out.u_hi - out.u_lo))
+        return out
+
+    def from_unit(self, u):
+        return self._from_param(self.u_lo + u * (self.u_hi - self.u_lo))
+
+
+class Sphere(Ranged):
+    """The circle (2D) or sphere (3D) ``|x - center| = radius``; normals point away.
+    Parameters: (turn) in 2D, (height, turn) in 3D, height ``u`` at ``z = 1 - 2u``."""
 
     def __init__(self, tag, center, radius):
         self.tag, self.center, self.radius = tag, np.asarray(center, float), float(radius)
         self.lower, self.upper = self.center - radius, self.center + radius
         dim = len(self.center)
-        self.measure = 2 * math.pi * radius if dim == 2 else 4 * math.pi * radius ** 2
-        self.param_dim = dim - 1
+        self._init_range(2 * math.pi * radius if dim == 2 else 4 * math.pi * radius ** 2,
+                         dim - 1)
 
     def clip(self, lower, upper):
+        lower, upper = np.asarray(lower, float), np.asarray(upper, float)
         near, far = box_distance_range(self.center, lower, upper)
-        return self if near <= self.radius <= far else None
+        if not near <= self.radius <= far:
+            return None
+        if np.any(self.u_lo != 0) or np.any(self.u_hi != 1):
+            return self  # clipped before: keep it (rejection does the rest)
+        t0, t1 = turn_range(self.center[:2], lower[:2], upper[:2])
+        if len(self.center) == 2:
+            return self._narrow([t0], [t1])
+        z = np.clip((np.array([lower[2], upper[2]]) - self.center[2]) / self.radius, -1, 1)
+        return self._narrow([(1 - z[1]) / 2, t0], [(1 - z[0]) / 2, t1])
 
-    def from_unit(self, u):
+    def _from_param(self, u):
         v = unit_vectors(u)
         return self.center + self.radius * v, v
 
@@ -153,8 +202,9 @@ def _frame(axis: int):
     return [a for a in range(3) if a != axis]
 
 
-class CylinderSide(Piece):
-    """Lateral surface of a cylinder along ``axis``: base ``center`` (3,), radius, height."""
+class CylinderSide(Ranged):
+    """Lateral surface of a cylinder along ``axis``: base ``center`` (3,), radius, height.
+    Parameters: (height fraction, turn)."""
 
     def __init__(self, tag, axis, center, radius, height):
         self.tag, self.axis = tag, int(axis)
@@ -164,18 +214,23 @@ class CylinderSide(Piece):
         self.lower[self.cross] -= radius
         self.upper[self.cross] += radius
         self.upper[self.axis] += height
-        self.measure = 2 * math.pi * radius * height
-        self.param_dim = 2
+        self._init_range(2 * math.pi * radius * height, 2)
 
     def clip(self, lower, upper):
-        cr = self.cross
+        cr, a = self.cross, self.axis
+        lower, upper = np.asarray(lower, float), np.asarray(upper, float)
         if not boxes_overlap(self.lower, self.upper, lower, upper):
             return None
-        near, far = box_distance_range(self.center[cr], np.asarray(lower)[cr],
-                                       np.asarray(upper)[cr])
-        return self if near <= self.radius <= far else None
+        near, far = box_distance_range(self.center[cr], lower[cr], upper[cr])
+        if not near <= self.radius <= far:
+            return None
+        if np.any(self.u_lo != 0) or np.any(self.u_hi != 1):
+            return self
+        t0, t1 = turn_range(self.center[cr], lower[cr], upper[cr])
+        h = np.clip((np.array([lower[a], upper[a]]) - self.center[a]) / self.height, 0, 1)
+        return self._narrow([h[0], t0], [h[1], t1])
 
-    def from_unit(self, u):
+    def _from_param(self, u):
         v = unit_vectors(u[:, 1:])
         pts = np.empty((len(u), 3))
         normals = np.zeros((len(u), 3))

@@ -18,7 +18,7 @@ INSIDE_TOL = 1e-9
 CELL_TOL = 1e-10
 #: Rejection sampling: rounds, and draws without one hit after which a region is empty.
 MAX_ROUNDS = 40
-EMPTY_AFTER = 100_000
+EMPTY_AFTER = 40_000
 MAX_BATCH = 1_000_000
 
 
@@ -53,8 +53,12 @@ def collect(draw, n: int, rng: np.random.Generator, region: str, cell: str):
     arrays = None
     for _ in range(MAX_ROUNDS):
         need = n - count
-        rate = accepted / drawn if accepted else (0.5 / drawn if drawn else 1.0)
-        m = int(min(max(math.ceil(1.2 * need / rate) + 16, 64), MAX_BATCH))
+        if accepted:
+            m = int(min(math.ceil(1.2 * need * drawn / accepted) + 16, MAX_BATCH))
+        elif drawn:  # nothing yet: grow geometrically up to the point of giving up
+            m = min(4 * drawn, EMPTY_AFTER - drawn)
+        else:
+            m = int(min(math.ceil(1.2 * need) + 64, MAX_BATCH))
         arrays, ok = draw(m, rng)
         drawn += m
         hits = int(ok.sum())
@@ -76,8 +80,9 @@ def collect(draw, n: int, rng: np.random.Generator, region: str, cell: str):
     return out, accepted / drawn
 
 
-#: Lattice points per axis of a block whose signed distance may decide it whole.
-BLOCK = 4
+#: Sizes (lattice points per axis) of the nested blocks whose signed distance may decide
+#: them whole before single points are tested.
+BLOCKS = (8, 4, 2)
 
 
 def lattice(lower, upper, n: int, seed: int):
@@ -87,28 +92,21 @@ def lattice(lower, upper, n: int, seed: int):
     Returns
     -------
     points : ndarray (m, dim)
-    block : ndarray of int (m,) -- the block (``BLOCK`` points per axis) of every point
-    blocks : tuple (lower (B, dim), upper (B, dim)) -- the blocks' corners
+    index : ndarray of int (m, dim) -- grid cell of every point (0 on degenerate axes)
+    k : int -- cells per live axis, a multiple of ``BLOCKS[0]``
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    live = np.flatnonzero(upper > lower)
-    if not len(live):
-        return lower[None].copy(), np.zeros(1, int), (lower[None], upper[None])
-    nb = max(int(math.ceil(n ** (1.0 / len(live)) / BLOCK)), 1)
-    k = nb * BLOCK
-    idx = np.indices((k,) * len(live)).reshape(len(live), -1).T
-    jitter = np.random.default_rng(seed).random(idx.shape)
-    pts = np.broadcast_to(lower, (len(idx), len(lower))).copy()
-    width = (upper - lower)[live]
-    pts[:, live] += (idx + jitter) / k * width
-    bidx = idx // BLOCK
-    block = np.ravel_multi_index(tuple(bidx.T), (nb,) * len(live))
-    corner = np.indices((nb,) * len(live)).reshape(len(live), -1).T
-    b_lo = np.broadcast_to(lower, (len(corner), len(lower))).copy()
-    b_hi = np.broadcast_to(upper, (len(corner), len(lower))).copy()
-    b_lo[:, live] += corner / nb * width
-    b_hi[:, live] = lower[live] + (corner + 1) / nb * width
-    return pts, block, (b_lo, b_hi)
+    live = upper > lower
+    if not live.any():
+        return lower[None].copy(), np.zeros((1, len(lower)), int), 1
+    n_live = int(live.sum())
+    k = max(int(math.ceil(n ** (1.0 / n_live) / BLOCKS[0])), 1) * BLOCKS[0]
+    index = np.zeros((k ** n_live, len(lower)), int)
+    index[:, live] = np.indices((k,) * n_live).reshape(n_live, -1).T
+    jitter = np.random.default_rng(seed).random((len(index), n_live))
+    pts = np.broadcast_to(lower, index.shape).copy()
+    pts[:, live] += (index[:, live] + jitter) / k * (upper - lower)[live]
+    return pts, index, k
 
 
 class Shape:
@@ -150,6 +148,17 @@ class Shape:
         """Points with signed distance <= tol: tol > 0 includes a band around the boundary,
         tol < 0 keeps only points deeper than -tol."""
         return self.sdf(x) <= tol
+
+    def _solid(self, x: np.ndarray) -> np.ndarray:
+        """Membership (n,) of points off the boundary: free to differ from :meth:`inside`
+        on the boundary itself (a set of measure zero), for volume fractions."""
+        return self._inside(x, 0.0)
+
+    def _classify(self, x: np.ndarray, half: float) -> np.ndarray:
+        """Whether the balls of radius ``half`` around the points x (n, dim) lie inside
+        (1.0) or outside (0.0) the shape, or nan where undecided. Conservative."""
+        d = self.sdf(x)
+        return np.where(d <= -half, 1.0, np.where(d >= half + self.tol, 0.0, np.nan))
 
     def inside(self, x) -> np.ndarray:
         """Bool (n,) for points x (n, dim); points on the boundary count as inside."""
@@ -268,23 +277,28 @@ class Shape:
         """Fraction of the (possibly flat) box [lo, hi] lying in the shape."""
         if not (np.all(lo <= self.upper) and np.all(hi >= self.lower)):
             return 0.0
-        center = 0.5 * (lo + hi)
-        half = 0.5 * float(np.linalg.norm(hi - lo))
-        d = float(self.sdf(center[None])[0])
-        if d <= -half:
-            return 1.0
-        if d >= half + self.tol:
-            return 0.0
-        pts, block, (b_lo, b_hi) = lattice(lo, hi, n, seed)
-        # Blocks the signed distance at their centre decides whole; lattice points only in
-        # the others (those the boundary may cross).
-        d = self.sdf(0.5 * (b_lo + b_hi))
-        half = 0.5 * np.linalg.norm(b_hi - b_lo, axis=1)
-        state = np.where(d <= -half, 1.0, np.where(d >= half + self.tol, 0.0, np.nan))
-        value = state[block]
-        open_ = np.isnan(value)
-        if open_.any():
-            value[open_] = self.inside(pts[open_])
+        whole = float(self._classify(0.5 * (lo + hi)[None], 0.5 * np.linalg.norm(hi - lo))[0])
+        if not np.isnan(whole):
+            return whole
+        pts, index, k = lattice(lo, hi, n, seed)
+        step = (hi - lo) / k
+        value = np.full(len(pts), np.nan)
+        open_ = np.arange(len(pts))
+        # Nested blocks the signed distance at their centre decides whole; single points
+        # only where the boundary may pass (a layer about one lattice step thick).
+        for size in BLOCKS:
+            if k % size or not len(open_):
+                continue
+            dims = tuple(k // size if w > 0 else 1 for w in hi - lo)
+            flat = np.ravel_multi_index(tuple((index[open_] // size).T), dims)
+            uniq, which = np.unique(flat, return_inverse=True)
+            blocks = np.stack(np.unravel_index(uniq, dims), axis=1)
+            state = self._classify(lo + (blocks + 0.5) * size * step,
+                                   0.5 * size * float(np.linalg.norm(step)))
+            value[open_] = state[which.reshape(-1)]
+            open_ = open_[np.isnan(value[open_])]
+        if len(open_):
+            value[open_] = self._solid(pts[open_])
         return float(np.mean(value))
 
     def volume_fraction(self, lower, upper, n: int = 20000, seed: int = 0) -> float:

@@ -192,3 +192,41 @@ def test_stl_not_closed(tmp_path):
     trimesh.Trimesh(box.vertices, box.faces[:-1]).export(str(tmp_path / "open.stl"))
     with pytest.raises(ValueError, match="not a closed surface"):
         StlShape(tmp_path / "open.stl")
+
+
+def test_small_cells_on_curved_boundaries():
+    """Cells far smaller than a sphere or cylinder still get boundary points quickly: the
+    pieces are cut to the angles and heights that reach the cell."""
+    ball = Ball([0, 0, 0], 1.0)
+    lo, hi = np.array([0.99, -0.005, -0.005]), np.array([1.0, 0.005, 0.005])
+    pts, normals, _ = ball.sample_boundary(50, np.random.default_rng(0), lo, hi)
+    assert np.all(pts >= lo - 1e-12) and np.all(pts <= hi + 1e-12)
+    assert np.abs(ball.sdf(pts)).max() < 1e-9
+    assert ball.boundary_measure(lo, hi) == pytest.approx(1e-4, rel=1e-2)
+    cyl = Cylinder([0, 0, 0], 1.0, 10.0)
+    lo, hi = np.array([-0.01, 0.995, 4.0]), np.array([0.0, 1.0, 4.01])
+    pts, _, tags = cyl.sample_boundary(50, np.random.default_rng(0), lo, hi)
+    assert np.all(tags == 0) and np.all(pts[:, 2] >= 4.0) and np.all(pts[:, 2] <= 4.01)
+    assert cyl.boundary_measure(lo, hi) == pytest.approx(1e-4, rel=1e-2)
+    disk = Disk([0, 0], 1.0)
+    lo, hi = np.array([-1.0, -0.001]), np.array([-0.99, 0.001])
+    assert disk.boundary_measure(lo, hi) == pytest.approx(0.002, rel=1e-3)
+
+
+def test_stl_in_a_composite(tmp_path):
+    """A mesh subtracted from a box: its faces bound the hole with inward normals."""
+    trimesh = pytest.importorskip("trimesh")
+    from ddpinn.geometry import Difference, StlShape
+
+    trimesh.creation.box(extents=[1.0, 1.0, 1.0]).export(str(tmp_path / "cube.stl"))
+    shape = Difference(Cuboid([-1, -1, -1], [1, 1, 1]), StlShape(tmp_path / "cube.stl",
+                                                                 tag="hole"))
+    assert shape.tags[-1] == "hole"
+    pts, normals, tags = shape.sample_boundary(200, np.random.default_rng(0))
+    assert np.abs(shape.sdf(pts)).max() < 1e-9
+    assert not shape.inside(pts + 1e-6 * normals).any()
+    assert shape.inside(pts - 1e-6 * normals).all()
+    hole = tags == shape.tags.index("hole")
+    assert hole.any() and np.all(np.abs(pts[hole]).max(axis=1) == pytest.approx(0.5))
+    assert shape.volume_fraction([-1, -1, -1], [1, 1, 1]) == pytest.approx(7 / 8, rel=5e-3)
+    assert shape.volume_fraction([-0.4, -0.4, -0.4], [0.4, 0.4, 0.4]) == 0.0
