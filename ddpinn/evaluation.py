@@ -84,6 +84,7 @@ class Request:
     points: np.ndarray | None = None  # (P, dim), after the points are read (rank 0 first)
     reference: dict = field(default_factory=dict)  # rank 0: name -> (P,)
     source: str = ""
+    inside: np.ndarray | None = None  # (P,) bool in a non-box domain: the points in it
 
 
 def parse_grid(text: str, axis_names) -> list:
@@ -152,20 +153,34 @@ def read_targets(req: Request, points_path: str | None) -> None:
     if req.grid_shape is not None:
         _, req.points = grid_points(box, req.grid_shape)
         req.source = f"grid {'x'.join(map(str, req.grid_shape))}"
+        req.inside = _inside(req.problem, req.points)
         if pde.has_exact:
             exact = pde.exact(torch.as_tensor(req.points), pde.params).numpy()
             req.reference = {n: exact[:, k] for k, n in enumerate(pde.outputs)}
         return
     pts = read_points(points_path, box.names, pde.outputs)
     req.points, req.reference, req.source = pts.points, pts.reference, pts.source
-    bad = np.flatnonzero(outside(pts.points, box.lower, box.upper))
+    out = outside(pts.points, box.lower, box.upper)
+    inside = _inside(req.problem, pts.points)
+    bad = np.flatnonzero(out if inside is None else out | ~inside)
     if len(bad):
         first = ", ".join(f"{n}={float(v)!r}"
                           for n, v in zip(box.names, pts.points[bad[0]]))
         box_text = " x ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(box.lower, box.upper))
+        if inside is not None:
+            box_text = f"(the case's domain.shape within {box_text})"
         raise ValueError(f"points file {points_path!r}: {len(bad)} of {len(pts.points)} "
                          f"points lie outside the domain {box_text}, the first (point "
                          f"{bad[0]}) at {first}")
+
+
+def _inside(problem, points: np.ndarray) -> np.ndarray | None:
+    """(P,) bool, the points in a non-box domain (``problem.shape``); None for a box."""
+    shape = getattr(problem, "shape", None)
+    if shape is None:
+        return None
+    space = [a for a in range(problem.box.dim) if a != problem.time_axis]
+    return np.asarray(shape.inside(points[:, space]), dtype=bool)
 
 
 def choose_checkpoint(run_dir: Path, requested: str | None):
@@ -276,7 +291,7 @@ def _eval(args, comm) -> int:
                 loaded["state"], loaded["path"] = choose_checkpoint(Path(args.run),
                                                                     args.checkpoint)
         _collect(comm, first_rank)
-        points, path = comm.bcast((req.points, loaded.get("path")))
+        points, inside, path = comm.bcast((req.points, req.inside, loaded.get("path")))
 
         def build():
             state = loaded["state"] if comm.rank == 0 else checkpoint.load(path)
@@ -287,7 +302,10 @@ def _eval(args, comm) -> int:
             return RankExperts(req.problem, comm, state, device, args.dtype)
         experts = _collect(comm, build)
         loaded.pop("state", None)
-        values = experts.predict(points, args.derivatives)
+        values = experts.predict(points if inside is None else points[inside],
+                                 args.derivatives)
+        if values is not None and inside is not None:  # NaN outside a non-box domain
+            values = _expand(values, inside)
         summary = _collect(comm, lambda: _write(args, req, experts, values, loaded)
                            if comm.rank == 0 else None)
     except DDPINNError as exc:
@@ -308,8 +326,12 @@ def _write(args, req: Request, experts: RankExperts, values: np.ndarray, loaded:
     fields = {n: values[:, k] for k, n in enumerate(names)}
     t_axis = problem.time_axis
     times = req.points[:, t_axis] if t_axis is not None else None
-    diff, errors = point_errors(pde, fields, req.reference, times) if req.reference \
-        else ({}, {})
+    keep = req.inside if req.inside is not None else np.ones(len(req.points), bool)
+    diff, errors = point_errors(pde, {n: v[keep] for n, v in fields.items()},
+                                {n: v[keep] for n, v in req.reference.items()},
+                                times[keep] if times is not None else None) \
+        if req.reference else ({}, {})
+    diff = {n: _expand(v[:, None], keep)[:, 0] for n, v in diff.items()}
     d = problem.decomposition
     attrs = {"case": problem.cfg.case.name, "pde": pde.name,
              "pde_outputs": ",".join(pde.outputs), "points": req.source,
@@ -327,7 +349,8 @@ def _write(args, req: Request, experts: RankExperts, values: np.ndarray, loaded:
         write_solution(req.out, problem.box.names, axes,
                        {n: v.reshape(shape) for n, v in fields.items()},
                        {n: v.reshape(shape) for n, v in diff.items()},
-                       {"title": "ddpinn prediction on a grid", **attrs})
+                       {"title": "ddpinn prediction on a grid", **attrs},
+                       mask=None if req.inside is None else req.inside.reshape(shape))
     else:
         columns = {n: req.points[:, a] for a, n in enumerate(problem.box.names)}
         columns.update(fields)
@@ -347,3 +370,10 @@ def _write(args, req: Request, experts: RankExperts, values: np.ndarray, loaded:
                  k.split("_", 1)[1] if k.startswith("l2_") else k[len("max_abs_"):], v)
     log.info("wrote %s (%d points, %s)", req.out, len(req.points), ", ".join(names))
     return summary
+
+
+def _expand(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Rows ``values`` (K, n) at the K points ``keep`` (P,) marks, NaN elsewhere: (P, n)."""
+    out = np.full((len(keep), values.shape[1]), np.nan)
+    out[keep] = values
+    return out

@@ -25,12 +25,15 @@ def box_face_rule(box, dim: int, tag: str, n: int, rng) -> tuple:
     """Quadrature on the face ``tag`` (``x_lower``, ``y_upper``, ...) of a box's space part.
 
     Returns points (n, dim), outward normals (n, dim) and weights (n,) summing to the face's
-    measure (Monte Carlo: uniform points, equal weights).
+    measure: :func:`unit_points` over the face, equal weights (``rng`` is not used).
     """
     axis_name, side = tag.rsplit("_", 1)
     a = list(box.names[:dim]).index(axis_name)
     lo, hi = np.asarray(box.lower[:dim], float), np.asarray(box.upper[:dim], float)
-    pts = lo + rng.random((n, dim)) * (hi - lo)
+    pts = np.empty((n, dim))
+    along = [k for k in range(dim) if k != a]
+    if along:
+        pts[:, along] = lo[along] + unit_points(n, len(along)) * (hi - lo)[along]
     pts[:, a] = hi[a] if side == "upper" else lo[a]
     normals = np.zeros((n, dim))
     normals[:, a] = 1.0 if side == "upper" else -1.0

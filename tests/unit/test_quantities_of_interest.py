@@ -211,3 +211,24 @@ def test_the_boundary_rule_is_fixed_and_measures_the_piece():
     pts, normals, w = boundary_rule(shape, "wall", 2000, None)
     assert w.sum() == pytest.approx(2 * 2.2, rel=1e-3)
     assert set(np.round(normals[:, 1]).tolist()) == {-1.0, 1.0}
+
+
+def test_couette_in_3d_on_a_box_face():
+    """u = g z over the face z = 0 of [0, 2] x [0, 3] x [0, 1]: F = (nu g 6, 0, 0), named
+    drag, lift and side."""
+    g, nu = 0.7, 0.02
+    box = Box((0.0, 0.0, 0.0), (2.0, 3.0, 1.0), ("x", "y", "z"))
+    pde = SimpleNamespace(outputs=("u", "v", "w", "p"), n_out=4, params={"nu": nu},
+                          name="ns")
+    problem = SimpleNamespace(pde=pde, box=box, time_axis=None, shape=None)
+
+    def predict(x):
+        vals = np.zeros((len(x), 4 + 4 * 3))
+        vals[:, 0] = g * x[:, 2]
+        vals[:, 4 + 2] = g  # d u / d z
+        return vals
+    q = Quantities((ForceSpec("z_lower", "plate", 1.0, 500),))
+    out = QuantityEvaluator(q, problem).values(predict)
+    assert list(out) == ["plate_drag", "plate_lift", "plate_side"]
+    assert out["plate_drag"] == pytest.approx(nu * g * 6.0, rel=1e-12)
+    assert abs(out["plate_lift"]) < 1e-14 and abs(out["plate_side"]) < 1e-14
