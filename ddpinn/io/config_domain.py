@@ -18,17 +18,22 @@ def domain_from_shape(domain: dict, base_dir) -> dict:
     from ddpinn.geometry.spec import shape_from_spec
 
     domain = dict(domain)
-    for key in ("lower", "upper"):
-        if key in domain:
-            raise ConfigError(f"field 'domain.{key}' and 'domain.shape' are both given: the "
-                              f"shape's bounding box is the domain's extent; remove "
-                              f"'domain.{key}'")
     if not isinstance(domain["shape"], dict):
         raise ConfigError(f"field 'domain.shape' = {domain['shape']!r} must be a table")
     try:
         shape = shape_from_spec(domain["shape"], "domain.shape", base_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for key, box in (("lower", shape.lower), ("upper", shape.upper)):
+        # A run's resolved config.toml carries the bounding box it derived: accept it back.
+        given = domain.get(key)
+        if given is not None and not (isinstance(given, list) and len(given) == len(box)
+                                      and all(isinstance(v, (int, float)) and
+                                              abs(float(v) - float(b)) <= 1e-12 * (1 + abs(b))
+                                              for v, b in zip(given, box))):
+            raise ConfigError(f"field 'domain.{key}' = {given!r} and 'domain.shape' are both "
+                              f"given: the shape's bounding box ({[float(b) for b in box]}) "
+                              f"is the domain's extent; remove 'domain.{key}'")
     if shape.volume_fraction(shape.lower, shape.upper) <= 0.0:
         raise ConfigError("field 'domain.shape' describes an empty domain: no part of its "
                           "bounding box lies inside it (check what a difference removes or "
