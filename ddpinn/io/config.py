@@ -244,7 +244,8 @@ def from_dict(data: dict) -> Config:
     """Build and validate a :class:`Config` from a parsed TOML table."""
     data = dict(data)
     base_dir = data.pop("_base_dir", None)
-    if isinstance(data.get("domain"), dict) and "shape" in data["domain"]:
+    # (an empty table: a box, as a run's resolved config.toml writes it)
+    if isinstance(data.get("domain"), dict) and data["domain"].get("shape", {}) != {}:
         data["domain"] = domain_from_shape(data["domain"], base_dir)
     sections = {f.name: f for f in dataclasses.fields(Config)}
     for key in data:
