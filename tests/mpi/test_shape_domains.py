@@ -37,7 +37,7 @@ def test_shape_domain_same_trajectory_on_any_rank_count(one_rank, tmp_path, rank
     assert ref[STEPS - 1] < 0.5 * ref[0]  # it trains
 
 
-@pytest.mark.parametrize("ranks_after", [2, 1])
+@pytest.mark.parametrize("ranks_after", [2])
 def test_shape_domain_checkpoint_resumes_on_another_rank_count(one_rank, tmp_path,
                                                                 ranks_after):
     four = tmp_path / "four"
