@@ -216,6 +216,20 @@ def condition_rows(cond: BoundaryCondition, x, normal, pde, params: dict) -> Row
     return Rows(A, b, direction, target, mask)
 
 
+def operator_value(A, b, direction, u, grad):
+    """B(u) = sum_j A[..., k, j] u_j + b[..., k] (grad u_k . direction), numpy or torch.
+
+    Shapes: A (..., m, m), b (..., m), direction (..., d), u (..., m), grad (..., m, d) or
+    None when every b is zero; returns (..., m). The one place the operator is written:
+    the loss, the exact targets and :func:`apply_rows` all call it.
+    """
+    lib = torch if isinstance(u, torch.Tensor) else np
+    out = lib.einsum("...kj,...j->...k", A, u)
+    if grad is not None:
+        out = out + b * lib.einsum("...kd,...d->...k", grad, direction)
+    return out
+
+
 def apply_rows(rows: Rows, u, grad):
     """B(u) - g on the rows, masked: u (n, m), grad (n, m, d) -> (n, m).
 
@@ -223,16 +237,8 @@ def apply_rows(rows: Rows, u, grad):
     ``grad`` may be None when every b is zero.
     """
     if isinstance(u, torch.Tensor):
-        A, b, direction, target, mask = (torch.as_tensor(a, dtype=u.dtype, device=u.device)
-                                         for a in rows)
-        out = torch.einsum("rkj,rj->rk", A, u)
-        if grad is not None:
-            out = out + b * torch.einsum("rkd,rd->rk", grad, direction)
-        return (out - target) * mask
-    out = np.einsum("rkj,rj->rk", rows.A, u)
-    if grad is not None:
-        out = out + rows.b * np.einsum("rkd,rd->rk", grad, rows.direction)
-    return (out - rows.target) * rows.mask
+        rows = Rows(*(torch.as_tensor(a, dtype=u.dtype, device=u.device) for a in rows))
+    return (operator_value(rows.A, rows.b, rows.direction, u, grad) - rows.target) * rows.mask
 
 
 def exact_target(x, A, b, direction, pde, params) -> np.ndarray:
@@ -249,4 +255,4 @@ def exact_target(x, A, b, direction, pde, params) -> np.ndarray:
             grads.append(g)
     grad = torch.stack(grads, dim=1).detach().numpy()  # (n, m, d)
     u = u.detach().numpy()
-    return np.einsum("rkj,rj->rk", A, u) + b * np.einsum("rkd,rd->rk", grad, direction)
+    return operator_value(A, b, direction, u, grad)

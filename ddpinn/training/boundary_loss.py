@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from ddpinn.boundary.conditions import operator_value
+
 
 def output_gradients(fields, n_out: int) -> torch.Tensor:
     """First derivatives of every output: (E, N, m, d)."""
@@ -29,12 +31,11 @@ def boundary_values(bc, u: torch.Tensor, grad: torch.Tensor | None) -> torch.Ten
     """
     m = u.shape[-1]
     u_b = torch.gather(u, 1, bc.rows[..., None].expand(-1, -1, m))  # (E, K, m)
-    value = torch.einsum("ekij,ekj->eki", bc.A, u_b)
+    g_b = None
     if bc.needs_gradient:
         d = grad.shape[-1]
         g_b = torch.gather(grad, 1, bc.rows[..., None, None].expand(-1, -1, m, d))
-        value = value + bc.b * (g_b * bc.direction[:, :, None, :]).sum(-1)
-    return value
+    return operator_value(bc.A, bc.b, bc.direction, u_b, g_b)
 
 
 def boundary_residual(bc, u, grad) -> torch.Tensor:
