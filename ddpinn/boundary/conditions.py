@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ddpinn.boundary.kinds import BOUNDARY_KINDS
+from ddpinn.boundary.kinds import BOUNDARY_KINDS, INITIAL_TAG
 from ddpinn.boundary.values import Exact, float_params, parse_value
 
 KEYS = ("tags", "kind", "values", "weight", "alpha", "beta")
@@ -134,7 +134,7 @@ def parse_boundary(specs, pde, axes: tuple, tags: tuple) -> list:
     ValueError naming the field ``boundary[i].key`` and what is allowed.
     """
     axes = tuple(axes)
-    known = tuple(tags) + (("initial",) if "t" in axes and "initial" not in tags else ())
+    known = tuple(tags) + ((INITIAL_TAG,) if "t" in axes and INITIAL_TAG not in tags else ())
     if not isinstance(specs, (list, tuple)):
         raise ValueError(f"field 'boundary' = {specs!r} must be an array of tables "
                          f"([[boundary]])")

@@ -15,6 +15,9 @@ import numpy as np
 
 from ddpinn.boundary.values import float_params
 
+# The tag of the initial face t = t0 of a time-dependent problem.
+INITIAL_TAG = "initial"
+
 BOUNDARY_KINDS = {}
 
 
@@ -144,7 +147,7 @@ class InitialRate(BoundaryKind):
         if "t" not in axes:
             raise ValueError(f"field '{field}.kind' = 'initial_rate' needs a time-dependent "
                              f"problem; the axes are {', '.join(axes)}")
-        if tuple(tags) != ("initial",):
+        if tuple(tags) != (INITIAL_TAG,):
             raise ValueError(f"field '{field}.tags' = {list(tags)!r}: kind 'initial_rate' "
                              f"applies to the tag 'initial' only")
 

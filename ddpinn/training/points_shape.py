@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from ddpinn.boundary import condition_rows
+from ddpinn.boundary.kinds import INITIAL_TAG
 from ddpinn.training.points import (TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE, TAG_INTERIOR,
                                     PointBatch, rng_for)
 
-INITIAL_TAG = "initial"
 # Fewest points of a kind an expert gets when it has any part of that kind at all.
 MIN_POINTS = 8
 # Interface points are drawn in rounds of candidates on the face; a face whose part inside
@@ -155,7 +155,7 @@ def interface_face_points(shape, itf, n, seed, epoch, time_axis) -> np.ndarray:
 def build_shape_points(problem, sids, seed, epoch=0, dtype=torch.float64,
                        device="cpu") -> PointBatch:
     """Points of the experts ``sids`` of a cut decomposition for one sampling epoch."""
-    decomp, pde, cfg = problem.decomposition, problem.pde, problem.cfg
+    decomp, pde = problem.decomposition, problem.pde
     shape, time_axis = decomp.shape, problem.time_axis
     counts = problem.shape_counts
     m, d = pde.n_out, decomp.box.dim
