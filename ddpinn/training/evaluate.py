@@ -179,43 +179,58 @@ def relative_errors(pde, pred: np.ndarray, truth: np.ndarray, times=None) -> dic
     return out
 
 
+@dataclass
+class Evaluation:
+    """What rank 0 gets from :func:`evaluate_all`.
+
+    pred : (P, n_out), the prediction at the grid's points (NaN outside a non-box domain)
+    errors : dict, relative L2 errors (as :func:`relative_errors`; empty without a truth)
+    at_reference : (Q, n_out) at ``grid.scattered``, or None without scattered points
+    """
+
+    pred: np.ndarray
+    errors: dict
+    at_reference: np.ndarray | None = None
+
+
 def evaluate(solver, grid: TestGrid):
     """Collective. Prediction on the grid and its errors.
 
     Returns (pred (P, n_out), errors dict) on rank 0 and (None, {}) elsewhere. In a non-box
     domain (``grid.inside``) the prediction is NaN outside and the errors are those inside.
     """
+    out = evaluate_all(solver, grid)
+    return (None, {}) if out is None else (out.pred, out.errors)
+
+
+def evaluate_all(solver, grid: TestGrid) -> Evaluation | None:
+    """Collective. :func:`evaluate`, and the prediction at the scattered reference points:
+    an :class:`Evaluation` on rank 0, None elsewhere."""
     on_grid = grid.points if grid.inside is None else grid.points[grid.inside]
     points = on_grid if grid.scattered is None else np.concatenate([on_grid, grid.scattered])
     pred = solver.predict(points)
     if pred is None:
-        return None, {}
-    if grid.inside is not None:
-        return _inside_only(solver, grid, pred)
-    t_axis = solver.problem.time_axis
+        return None
+    pred, at_ref = pred[:len(on_grid)], pred[len(on_grid):]
     if grid.scattered is not None:  # errors at the reference's points, solution on the grid
-        pred, at_ref = pred[:len(grid.points)], pred[len(grid.points):]
         # Scattered times rarely repeat: gauge outputs lose one mean over all points.
         errors = relative_errors(solver.pde, at_ref, grid.truth) if len(at_ref) else {}
-        return pred, errors
-    times = grid.points[:, t_axis] if t_axis is not None else None
-    errors = relative_errors(solver.pde, pred, grid.truth, times) \
-        if grid.truth is not None else {}
-    return pred, errors
+    else:
+        at_ref, errors = None, _grid_errors(solver, grid, pred)
+    if grid.inside is not None:
+        full = np.full((len(grid.points), pred.shape[1]), np.nan)
+        full[grid.inside] = pred
+        pred = full
+    return Evaluation(pred, errors, at_ref)
 
 
-def _inside_only(solver, grid: TestGrid, pred: np.ndarray):
-    """Rank 0 of :func:`evaluate` in a non-box domain: ``pred`` holds the values at the grid's
-    points inside (then at the scattered reference points); NaN outside, errors inside."""
-    inside = grid.inside
-    n_in = int(inside.sum())
-    full = np.full((len(grid.points), pred.shape[1]), np.nan)
-    full[inside] = pred[:n_in]
-    if grid.scattered is not None:
-        at_ref = pred[n_in:]
-        return full, relative_errors(solver.pde, at_ref, grid.truth) if len(at_ref) else {}
-    if grid.truth is None or not n_in:
-        return full, {}
+def _grid_errors(solver, grid: TestGrid, pred: np.ndarray) -> dict:
+    """Errors of ``pred`` at the grid's points (those inside a non-box domain)."""
+    if grid.truth is None or not len(pred):
+        return {}
+    points, truth = grid.points, grid.truth
+    if grid.inside is not None:
+        points, truth = points[grid.inside], truth[grid.inside]
     t_axis = solver.problem.time_axis
-    times = grid.points[inside, t_axis] if t_axis is not None else None
-    return full, relative_errors(solver.pde, pred[:n_in], grid.truth[inside], times)
+    times = points[:, t_axis] if t_axis is not None else None
+    return relative_errors(solver.pde, pred, truth, times)
