@@ -121,9 +121,11 @@ class OutputSection:
     grid: list = field(default_factory=list)
     plots: bool = True
     progress: bool = True
+    vtk: bool = False  # also the solution as VTK files for ParaView (needs the vtk package)
     reference_n: int = 0  # grid points per axis of a computed reference (0: the PDE's choice)
     # quantities of interest (ddpinn.quantities_of_interest): forces on boundary pieces,
-    # probes {name = [x, y(, t)]}, probe_differences {name = [output, probe a, probe b]}
+    # probes {name = [x, y(, t)]} (without t in a time-dependent case: a time series),
+    # probe_differences {name = [output, probe a, probe b]}
     forces: list = field(default_factory=list)
     probes: dict = field(default_factory=dict)
     probe_differences: dict = field(default_factory=dict)
@@ -335,6 +337,11 @@ def validate(cfg: Config) -> None:
     if cfg.output.grid and len(cfg.output.grid) != len(cfg.axis_names):
         raise ConfigError(f"field 'output.grid' = {cfg.output.grid!r} needs one entry per axis "
                           f"({', '.join(cfg.axis_names)})")
+    from ddpinn.io import vtk as vtk_output
+
+    if cfg.output.vtk and not vtk_output.vtk_available():
+        raise ConfigError("field 'output.vtk' = true needs the vtk package: "
+                          "pip install 'ddpinn[vtk]'")
     from ddpinn.quantities_of_interest.spec import parse_quantities
 
     parse_quantities(cfg.output)  # the problem checks tags, probes and the PDE's outputs
