@@ -28,7 +28,8 @@ def _print_quantities(cfg) -> None:
     """The quantities of interest of ``[output]`` (``ddpinn info``), when there are any."""
     from ddpinn.quantities_of_interest.spec import describe, parse_quantities
 
-    lines = describe(parse_quantities(cfg.output))
+    time_axis = len(cfg.axis_names) - 1 if cfg.has_time else None
+    lines = describe(parse_quantities(cfg.output), len(cfg.axis_names), time_axis)
     if lines:
         print(f"quantities of interest (solution.nc, errors.json, metrics every "
               f"{cfg.output.eval_every or 'no'} steps):")

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ddpinn.quantities_of_interest.spec import (COMPONENTS, FORCE_SEED, PRESSURE,
-                                                Quantities)
+                                                Quantities, is_series)
 
 
 def box_face_rule(box, dim: int, tag: str, n: int, rng) -> tuple:
@@ -114,6 +116,22 @@ def traction_force(values: np.ndarray, normals: np.ndarray, weights: np.ndarray,
     return -(weights[:, None] * traction).sum(axis=0)
 
 
+@dataclass
+class ProbeSeries:
+    """Time series of the probes that give space coordinates only.
+
+    names : list of str, the probes (n of them)
+    space : ndarray (n, dim), their space coordinates
+    times : ndarray (T,), the time samples
+    values : ndarray (n, T, m), every output of the PDE at every probe and time
+    """
+
+    names: list
+    space: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+
+
 class QuantityEvaluator:
     """The points of every quantity (built once, the same on every rank) and their values.
 
@@ -121,11 +139,23 @@ class QuantityEvaluator:
     ----------
     quantities : Quantities
     problem : Problem (``pde``, ``box``, ``time_axis``; ``shape`` where the domain is one)
+    times : ndarray (T,), optional
+        Time samples of the probes that give space coordinates only (time series), e.g. the
+        test grid's; default: the end of the time interval alone. Their value as a quantity
+        is the one at the last of these times.
     """
 
-    def __init__(self, quantities: Quantities, problem):
+    def __init__(self, quantities: Quantities, problem, times=None):
         self.q, self.pde, self.box = quantities, problem.pde, problem.box
         self.time_axis = problem.time_axis
+        self.series_names = [n for n, p in quantities.probes.items()
+                             if is_series(p, self.box.dim, self.time_axis)]
+        if times is None and self.time_axis is not None:
+            times = [self.box.upper[self.time_axis]]
+        self.times = np.asarray(times if self.series_names else [], dtype=np.float64)
+        if self.series_names and (self.times.ndim != 1 or not len(self.times)):
+            raise ValueError(f"probe {self.series_names[0]!r} is a time series but the times "
+                             f"have shape {self.times.shape}; give at least one time sample")
         self.dim = self.box.dim - (self.time_axis is not None)
         shape = getattr(problem, "shape", None)
         blocks, self.rules = [], []
@@ -143,8 +173,17 @@ class QuantityEvaluator:
                                np.asarray(weights, np.float64)))
             blocks.append(pts)
         self.n_force_points = sum(len(b) for b in blocks)
-        blocks += [np.asarray(p, np.float64)[None] for p in quantities.probes.values()]
+        blocks += [self._probe_points(n, self.times[-1:]) for n in quantities.probes]
         self.points = np.concatenate(blocks) if blocks else np.zeros((0, self.box.dim))
+
+    def _probe_points(self, name: str, times) -> np.ndarray:
+        """Probe ``name`` as points (1, D), or (T, D) at ``times`` for a time series."""
+        point = np.asarray(self.q.probes[name], np.float64)
+        if name not in self.series_names:
+            return point[None]
+        times = np.asarray(times, np.float64)
+        return np.insert(np.repeat(point[None], len(times), axis=0), self.time_axis, times,
+                         axis=1)
 
     def values(self, predict, comm=None) -> dict:
         """Collective when ``comm`` is given: {name: float}, the same on every rank.
@@ -175,6 +214,24 @@ class QuantityEvaluator:
         for name, (o, a, b) in self.q.differences.items():
             out[name] = probe[(a, o)] - probe[(b, o)]
         return out
+
+
+    def series(self, predict) -> ProbeSeries | None:
+        """Collective where ``predict`` is: the time series of the probes that have one, on
+        rank 0 (None elsewhere, and on every rank when no probe is a time series).
+
+        predict : callable, points (P, D) -> (P, m[ + m D]) on rank 0 (None elsewhere)
+        """
+        if not self.series_names:
+            return None  # the same on every rank: nobody calls predict
+        pts = np.concatenate([self._probe_points(n, self.times) for n in self.series_names])
+        vals = predict(pts)
+        if vals is None:
+            return None
+        m, n, T = self.pde.n_out, len(self.series_names), len(self.times)
+        space = np.stack([np.asarray(self.q.probes[k], np.float64) for k in self.series_names])
+        return ProbeSeries(list(self.series_names), space, self.times.copy(),
+                           np.asarray(vals)[:, :m].reshape(n, T, m))
 
 
 def solver_predict(solver):

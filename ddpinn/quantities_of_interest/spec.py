@@ -8,6 +8,10 @@
     probes = { front = [0.15, 0.2], back = [0.25, 0.2] }
     probe_differences = { delta_p = ["p", "front", "back"] }
 
+A probe gives one coordinate per axis; in a time-dependent case it may give the space
+coordinates alone: then it is a time series at the test grid's time samples (``probes.nc``),
+and its value as a quantity is the one at the last time.
+
 :func:`parse_quantities` checks what the case file alone can tell (types, names, numbers);
 :func:`check_quantities` what needs the problem (boundary tags of the domain, probes inside
 it, a PDE with velocity and pressure outputs and a viscosity ``nu``). Both raise
@@ -57,7 +61,8 @@ class Quantities:
     """Every quantity of interest of a case.
 
     forces : tuple of ForceSpec
-    probes : dict name -> tuple of float, one coordinate per axis (space, then t)
+    probes : dict name -> tuple of float, one coordinate per axis (space, then t); in a
+        time-dependent case the space coordinates alone make a time series (``is_series``)
     differences : dict name -> (output, probe a, probe b): output at a minus at b
     """
 
@@ -178,17 +183,23 @@ def check_quantities(q: Quantities, pde, box, shape=None, time_axis=None) -> Non
         if f.t is not None and not box.lower[time_axis] <= f.t <= box.upper[time_axis]:
             raise ConfigError(f"field '{path}.t' = {f.t!r} must be a time of the domain, "
                               f"in [{box.lower[time_axis]}, {box.upper[time_axis]}]")
+    space = [a for a in range(box.dim) if a != time_axis]
     for name, point in q.probes.items():
         path = f"output.probes.{name}"
-        if len(point) != box.dim:
+        series = is_series(point, box.dim, time_axis)
+        if len(point) != box.dim and not series:
+            also = "" if time_axis is None else \
+                f", or one per space axis ({', '.join(box.names[a] for a in space)}) for a " \
+                f"time series"
             raise ConfigError(f"field {path!r} = {list(point)!r} needs one coordinate per axis "
-                              f"({', '.join(box.names)})")
+                              f"({', '.join(box.names)}){also}")
+        axes = space if series else list(range(box.dim))
         x = np.asarray(point, dtype=np.float64)
-        lo, hi = np.asarray(box.lower, float), np.asarray(box.upper, float)
+        lo, hi = np.asarray(box.lower, float)[axes], np.asarray(box.upper, float)[axes]
         tol = 1e-9 * np.maximum(1.0, hi - lo)
         inside = bool(np.all((x >= lo - tol) & (x <= hi + tol)))
         if inside and shape is not None:
-            inside = bool(shape.inside(x[None, :dim])[0])
+            inside = bool(shape.inside((x if series else x[space])[None])[0])
         if not inside:
             raise ConfigError(f"field {path!r} = {list(point)!r} lies outside the domain")
     for name, (output, _, _) in q.differences.items():
@@ -198,15 +209,24 @@ def check_quantities(q: Quantities, pde, box, shape=None, time_axis=None) -> Non
                               f"{', '.join(pde.outputs)}")
 
 
-def describe(q: Quantities) -> list:
-    """Lines for ``ddpinn info``: what each quantity of interest is."""
+def is_series(point, n_axes: int, time_axis=None) -> bool:
+    """Whether a probe is a time series: in a time-dependent case (``time_axis`` not None) it
+    gives the space coordinates only, one fewer than the ``n_axes`` axes."""
+    return time_axis is not None and len(point) == n_axes - 1
+
+
+def describe(q: Quantities, n_axes: int | None = None, time_axis=None) -> list:
+    """Lines for ``ddpinn info``: what each quantity of interest is (``n_axes`` and
+    ``time_axis`` of the case tell time-series probes apart)."""
     lines = []
     for f in q.forces:
         when = f" at t = {f.t:g}" if f.t is not None else ""
         lines.append(f"force {f.name!r}: on boundary {f.tag!r}{when}, scale {f.scale:g}, "
                      f"{f.points} quadrature points")
     for name, point in q.probes.items():
-        lines.append(f"probe {name!r} at {list(point)}")
+        series = n_axes is not None and is_series(point, n_axes, time_axis)
+        lines.append(f"probe {name!r} at {list(point)}" +
+                     (": time series (probes.nc), the value at the last time" if series else ""))
     for name, (o, a, b) in q.differences.items():
         lines.append(f"difference {name!r} = {o} at {a!r} - {o} at {b!r}")
     return lines
