@@ -27,6 +27,8 @@ log = logging.getLogger("ddpinn")
 
 # Where a run keeps a reference it computed (spectral solver), reused by --resume.
 REFERENCE_FILE = "reference.nc"
+# The prediction at a reference's scattered points (beside solution.nc).
+REFERENCE_POINTS_FILE = "solution_at_reference.nc"
 
 
 def setup_logging(rank: int, quiet: bool = False) -> None:
@@ -273,7 +275,7 @@ def _start(args, comm):
 
 
 def _run(args, comm) -> int:
-    from ddpinn.training.evaluate import evaluate, make_test_grid
+    from ddpinn.training.evaluate import evaluate_all, make_test_grid
     from ddpinn.training.flow_diagnostics import energy_diagnostics
     from ddpinn.training.trainer import Preempted, Trainer
 
@@ -289,7 +291,8 @@ def _run(args, comm) -> int:
         grid = make_test_grid(problem, cfg.output.grid or None, run_dir / REFERENCE_FILE, comm)
     except DDPINNError as exc:
         fail(comm, str(exc), EXIT_CONFIG)
-    quantities = run_quantities(problem, solver, comm)
+    times = grid.axes[problem.time_axis] if problem.time_axis is not None else None
+    quantities, probe_series = run_quantities(problem, solver, comm, times)
     trainer = Trainer(solver, run_dir, grid, start.meta, quantities)
     # Preemption and time limits (Slurm --signal, scontrol requeue): checkpoint at the next
     # step boundary on every rank, then exit with EXIT_REQUEUE.
@@ -307,8 +310,9 @@ def _run(args, comm) -> int:
         every = cfg.output.checkpoint_every
         if every and trainer.global_step % every:
             trainer.save_checkpoint()  # the final state, unless just saved
-        pred, errors = evaluate(solver, grid)
+        result = evaluate_all(solver, grid)  # on rank 0, None elsewhere
         qoi = quantities() if quantities is not None else {}
+        series = probe_series() if probe_series is not None else None
         diagnostics = energy_diagnostics(solver, grid.axes[-1], cfg.output.reference_n) \
             if problem.pde.energy_diagnostics else None
     except DDPINNError as exc:
@@ -321,23 +325,26 @@ def _run(args, comm) -> int:
     if comm.rank == 0:
         if diagnostics is not None:
             _write_diagnostics(problem, grid, diagnostics, run_dir)
-        _write_outputs(cfg, problem, grid, pred, errors, run_dir, comm.size, elapsed,
-                       solver.dtype, qoi)
+        _write_outputs(cfg, problem, grid, result.pred, result.errors, run_dir, comm.size,
+                       elapsed, solver.dtype, qoi, result.at_reference, series)
     comm.barrier()
     return 0
 
 
-def run_quantities(problem, solver, comm):
-    """The quantities of interest of the case as a collective callable () -> {name: float}
-    (the same on every rank), or None when the case has none."""
+def run_quantities(problem, solver, comm, times=None):
+    """The quantities of interest of the case as collective callables: () -> {name: float}
+    (the same on every rank; a time-series probe's value at the last of ``times``) and
+    () -> ProbeSeries on rank 0 (None elsewhere) at ``times`` (T,); each None when the case
+    has no quantities, or no time-series probes."""
     from ddpinn.quantities_of_interest import parse_quantities
     from ddpinn.quantities_of_interest.compute import QuantityEvaluator, solver_predict
 
     q = parse_quantities(problem.cfg.output)
     if not q:
-        return None
-    evaluator = QuantityEvaluator(q, problem)  # the same points on every rank
-    return lambda: evaluator.values(solver_predict(solver), comm)
+        return None, None
+    evaluator = QuantityEvaluator(q, problem, times)  # the same points on every rank
+    series = (lambda: evaluator.series(solver.predict)) if evaluator.series_names else None
+    return lambda: evaluator.values(solver_predict(solver), comm), series
 
 
 def _write_diagnostics(problem, grid, diagnostics, run_dir):
@@ -369,7 +376,7 @@ def _log_footprint(comm, solver, setup_seconds=None) -> None:
 
 
 def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, dtype,
-                   qoi=None):
+                   qoi=None, at_reference=None, series=None):
     from ddpinn.io.netcdf import write_solution
     from ddpinn.training.precision import dtype_name
 
@@ -391,6 +398,7 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, 
     # In the run's final precision (the last stage's): f4 variables after a float32 run.
     write_solution(run_dir / "solution.nc", problem.box.names, grid.axes, fields, errs, attrs,
                    dtype=dtype_name(dtype), mask=mask)
+    write_extra_outputs(cfg, problem, grid, pred, run_dir, attrs, at_reference, series)
     table = {**errors, "quantities": qoi} if qoi else errors
     (run_dir / "errors.json").write_text(json.dumps(table, indent=1) + "\n")
     for k, v in errors.items():
@@ -402,3 +410,31 @@ def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, 
 
         plot_run(run_dir)
     log.info("done in %.1f s; outputs in %s", elapsed, run_dir)
+
+
+def write_extra_outputs(cfg, problem, grid, pred, run_dir, attrs, at_reference=None,
+                        series=None) -> list:
+    """Rank 0: the outputs beside ``solution.nc``: ``solution_at_reference.nc`` (a reference
+    at scattered points, ``at_reference`` (Q, n_out) the prediction there), ``probes.nc``
+    (``series``: time-series probes) and the VTK files (``output.vtk``; ``pred`` (P, n_out)
+    on the grid). Returns the paths written."""
+    from ddpinn.io.points_file import write_at_reference
+    from ddpinn.io.probes import PROBES_FILE, write_probe_series
+
+    names, outputs, written = problem.box.names, problem.pde.outputs, []
+    if grid.scattered is not None and at_reference is not None:
+        written.append(run_dir / REFERENCE_POINTS_FILE)
+        write_at_reference(written[-1], names, grid.scattered, outputs, at_reference,
+                           grid.truth, attrs)
+    if series is not None:
+        space = [n for a, n in enumerate(names) if a != problem.time_axis]
+        written.append(run_dir / PROBES_FILE)
+        write_probe_series(written[-1], series, space, outputs, attrs)
+        log.info("time series of probes %s at %d times in %s", ", ".join(series.names),
+                 len(series.times), PROBES_FILE)
+    if cfg.output.vtk:
+        from ddpinn.io.vtk import write_vtk
+
+        written += write_vtk(run_dir, names, grid.axes, outputs, pred, problem.time_axis,
+                             grid.inside)
+    return written

@@ -228,3 +228,38 @@ def _write_netcdf(tmp, names, data, attrs) -> None:
         for k, name in enumerate(names):
             var = ds.createVariable(name, "f8", ("point",), zlib=True, complevel=4)
             var[:] = data[:, k]
+
+
+def write_at_reference(path, axis_names, points, outputs, pred, reference,
+                       attrs: dict | None = None) -> None:
+    """The prediction at a reference's scattered points, the reference and their difference
+    (``solution_at_reference.nc`` of a run), atomically.
+
+    Parameters
+    ----------
+    path : str or Path, ``.nc`` (or ``.csv``); its directory must exist
+    axis_names : sequence of D str; points : ndarray (Q, D), the reference's points
+    outputs : sequence of m str; pred, reference : ndarray (Q, m)
+    attrs : dict, NetCDF global attributes
+
+    The columns are the axes, then per output ``<name>``, ``<name>_reference`` and
+    ``<name>_error`` (prediction minus reference), all along the dimension ``point``.
+    """
+    points, pred = np.asarray(points, np.float64), np.asarray(pred, np.float64)
+    reference = np.asarray(reference, np.float64)
+    q, m = len(points), len(outputs)
+    if points.shape != (q, len(axis_names)) or pred.shape != (q, m) or \
+            reference.shape != (q, m):
+        raise ValueError(f"{q} points on axes {list(axis_names)} with outputs {list(outputs)} "
+                         f"need points ({q}, {len(axis_names)}), pred and reference ({q}, {m}); "
+                         f"got {points.shape}, {pred.shape} and {reference.shape}")
+    columns = {a: points[:, k] for k, a in enumerate(axis_names)}
+    for k, name in enumerate(outputs):
+        columns.update({name: pred[:, k], f"{name}_reference": reference[:, k],
+                        f"{name}_error": pred[:, k] - reference[:, k]})
+    if len(columns) != len(axis_names) + 3 * m:
+        raise ValueError(f"the axes {list(axis_names)} and outputs {list(outputs)} share a "
+                         f"column name")
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_points(path, columns, {"title": "ddpinn solution at the reference points",
+                                 "history": f"{now} created by ddpinn run", **(attrs or {})})

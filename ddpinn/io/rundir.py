@@ -48,7 +48,9 @@ PREVIOUS_DIR = "previous"
 # Files a run writes at its top level; --overwrite moves exactly these (and its checkpoints
 # and plots) aside, a user's own files stay where they are.
 RUN_FILES = (RUN_FILE, "config.toml", "decomposition.json", METRICS_FILE, "errors.json",
-             "solution.nc", "diagnostics.nc", "reference.nc")
+             "solution.nc", "diagnostics.nc", "reference.nc", "solution_at_reference.nc",
+             "probes.nc", "solution.vti", "solution.vtr", "solution.pvd")
+VTK_FILES = re.compile(r"solution_\d{4,}\.(vti|vtr)")  # vtk/ of output.vtk (ddpinn.io.vtk)
 EVAL_FILES = re.compile(r"eval_[\w.-]+\.(csv|nc)")  # ddpinn eval's default names
 PLOT_FILES = re.compile(r"((solution|error)_\w+|decomposition|loss|l2_error|energy|dissipation)"
                         r"\.png")
@@ -184,6 +186,10 @@ def run_outputs(run_dir: Path, run_id: str | None) -> list:
             if p.is_file() and EVAL_FILES.fullmatch(p.name)]
     out += [p.relative_to(run_dir) for p in checkpoint.list_checkpoints(run_dir / CHECKPOINT_DIR)
             if checkpoint.run_id_of(p) == run_id]
+    series = run_dir / "vtk"  # output.vtk of a space-time grid
+    if series.is_dir():
+        out += [p.relative_to(run_dir) for p in sorted(series.iterdir())
+                if VTK_FILES.fullmatch(p.name)]
     plots = run_dir / "plots"
     if plots.is_dir():
         out += [p.relative_to(run_dir) for p in sorted(plots.iterdir())

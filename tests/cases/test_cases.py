@@ -59,3 +59,26 @@ def test_info_and_plot_commands(tmp_path):
     check(plot)
     pngs = {Path(p).name for p in plot.stdout.split()}
     assert {"solution_u.png", "error_u.png", "decomposition.png", "loss.png"} <= pngs
+
+
+def test_heat_run_writes_vtk_files_and_probe_time_series(tmp_path):
+    """2 ranks, a 1D+t case: output.vtk gives solution.pvd and one file per time; a probe
+    without t is a time series in probes.nc whose last value is the quantity in errors.json."""
+    from ddpinn.io.probes import read_probe_series
+    from ddpinn.io.vtk import vtk_available
+
+    if not vtk_available():
+        pytest.skip("the vtk package is not installed (pip install 'ddpinn[vtk]')")
+    out = tmp_path / "run"
+    check(run_case(2, ROOT / "cases" / "heat1d.toml", out, *FEW_STEPS, "output.grid=[11, 5]",
+                   "output.vtk=true", "output.probes={mid = [0.5], at = [0.25, 1.0]}")[0])
+    assert sorted(p.name for p in (out / "vtk").iterdir()) == \
+        [f"solution_{k:04d}.vti" for k in range(5)]
+    assert (out / "solution.pvd").read_text().count("<DataSet ") == 5
+    series = read_probe_series(out / "probes.nc")
+    assert series["names"] == ["mid"] and series["space"]["x"].tolist() == [0.5]
+    assert series["times"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    quantities = json.loads((out / "errors.json").read_text())["quantities"]
+    assert series["values"]["u"].shape == (1, 5)
+    assert series["values"]["u"][0, -1] == pytest.approx(quantities["mid_u"], rel=1e-12)
+    assert set(quantities) == {"mid_u", "at_u"}
