@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -118,11 +119,35 @@ def cmd_info(args) -> int:
             members = f"{r * replicas}-{(r + 1) * replicas - 1}"
             print(f"{r:>6} {members:>9} {len(sids):>10}  {label:<24} {int(n_nbrs[r]):>10} "
                   f"{traffic}")
+    _print_data_memory(problem, owner, groups)
     print(f"estimated peak memory per rank (max over {ranks} ranks): "
           f"{format_estimate(estimate_rank_memory(cfg, problem, ranks))}")
     print(f"peak RSS of this command: {peak_rss_bytes() / 2 ** 20:.0f} MB (ddpinn run logs "
           f"every rank's peak RSS, max / mean, at start and after training)")
     return 0
+
+
+def _print_data_memory(problem, owner, groups: int) -> None:
+    """Per [[data]] table: the MB of file values each rank holds (its experts' part)."""
+    if not problem.data:
+        return
+    d = problem.decomposition
+    print("data files: MB of values each rank reads and holds (only its subdomains' part; "
+          "a reference is read whole, for scoring)")
+    for data in problem.data.values():
+        per_rank = []
+        for r in range(groups):
+            sids = np.flatnonzero(owner == r)
+            if data.spec.use == "observations":  # one read per expert, its cell
+                nbytes = sum(data.nbytes_for(d.lower[s], d.upper[s]) for s in sids)
+            elif data.spec.use == "boundary":  # one region: the rank's cells together
+                nbytes = data.nbytes_for(d.lower[sids].min(0), d.upper[sids].max(0))
+            else:
+                nbytes = data.nbytes_for(*data.source.bounds())
+            per_rank.append(nbytes / 2 ** 20)
+        shown = " ".join(f"{v:.2f}" for v in per_rank[:16]) + (" ..." if groups > 16 else "")
+        print(f"  {data.name} ({data.spec.use}, {data.source.kind}, {data.source.path.name}): "
+              f"max {max(per_rank):.2f} MB per rank; by rank: {shown}")
 
 
 def _n_equations(problem) -> int:
@@ -217,6 +242,48 @@ def cmd_reference(args) -> int:
     return 0
 
 
+def cmd_reference_subvolume(args) -> int:
+    """``ddpinn reference tgv-subvolume``: a cube of the spectral Taylor-Green vortex at the
+    times of a window, as NetCDF grid data (and a coarser reference file with |omega| and the
+    local dissipation rate)."""
+    from ddpinn.references.subvolume import SubvolumeGrid, taylor_green_subvolume
+
+    checks = [(args.re > 0, "--re must be > 0"), (args.side > 0, "--side must be > 0"),
+              (0 <= args.window[0] < args.window[1], "--window needs 0 <= T0 < T1"),
+              (args.dt > 0 and args.dt_diag > 0, "--dt and --dt-diag must be > 0"),
+              (args.points >= 2 and args.reference_points >= 2,
+               "--points and --reference-points must be >= 2")]
+    bad = [msg for ok, msg in checks if not ok]
+    if bad:
+        sys.stderr.write(f"ddpinn: error: {bad[0]}\n")
+        return EXIT_CONFIG
+    grids = [SubvolumeGrid(args.points)]
+    if args.reference_out:
+        grids.append(SubvolumeGrid(args.reference_points, derived=True))
+    t0 = time.perf_counter()
+
+    def progress(t, steps):
+        sys.stderr.write(f"t = {t:.4g} ({steps} steps, {time.perf_counter() - t0:.1f} s)\n")
+
+    try:
+        sub = taylor_green_subvolume(args.n, 1.0 / args.re, args.lower, args.side,
+                                     args.window, args.dt, grids, dt_diag=args.dt_diag,
+                                     t_end=args.t_end, cfl=args.cfl, progress=progress)
+    except ValueError as exc:
+        sys.stderr.write(f"ddpinn: error: {exc}\n")
+        return EXIT_CONFIG
+    sub.write_netcdf(args.out, grids[0])
+    if args.reference_out:
+        sub.write_netcdf(args.reference_out, grids[1])
+    peak = int(np.argmax(sub.diagnostics["dissipation"]))
+    sys.stderr.write(f"wrote {args.out}{' and ' + args.reference_out if args.reference_out else ''}"
+                     f": {args.n}^3, Re {args.re:g}, {len(sub.times)} times in "
+                     f"[{args.window[0]:g}, {args.window[1]:g}]; peak -dE/dt "
+                     f"{sub.diagnostics['dissipation'][peak]:.5g} at t = "
+                     f"{sub.diag_times[peak]:.3g}\n")
+    return 0
+
+
 def _add_reference_parser(sub) -> None:
     ref = sub.add_parser("reference", help="compute a reference solution (spectral solver)")
     rsub = ref.add_subparsers(dest="reference_command", required=True)
@@ -229,7 +296,29 @@ def _add_reference_parser(sub) -> None:
     tgv.add_argument("--no-velocity", action="store_true",
                      help="store only E, -dE/dt and enstrophy, not the fields")
     tgv.add_argument("--out", required=True, help="NetCDF file to write")
-    ref.set_defaults(func=cmd_reference)
+    tgv.set_defaults(func=cmd_reference)
+    sv = rsub.add_parser("tgv-subvolume", help="a cube of the 3D Taylor-Green vortex over a "
+                         "time window, as NetCDF grid data for [[data]] tables")
+    sv.add_argument("--n", type=int, default=128, help="solver grid points per axis (even)")
+    sv.add_argument("--re", type=float, default=1600.0, help="Reynolds number, nu = 1 / Re")
+    sv.add_argument("--lower", type=float, nargs=3, default=[math.pi / 8] * 3,
+                    metavar=("X0", "Y0", "Z0"), help="the cube's lower corner")
+    sv.add_argument("--side", type=float, default=math.pi / 2, help="the cube's edge length")
+    sv.add_argument("--window", type=float, nargs=2, default=[8.75, 9.25],
+                    metavar=("T0", "T1"), help="the recorded time window")
+    sv.add_argument("--dt", type=float, default=0.025, help="interval of the recorded times")
+    sv.add_argument("--points", type=int, default=65, help="grid points per side of --out")
+    sv.add_argument("--t-end", type=float, default=None,
+                    help="run the whole-box diagnostics on to this time (default T1)")
+    sv.add_argument("--dt-diag", type=float, default=0.1,
+                    help="interval of the whole-box diagnostics E, -dE/dt, enstrophy")
+    sv.add_argument("--cfl", type=float, default=0.5)
+    sv.add_argument("--out", required=True, help="NetCDF grid file: u, v, w, p on (t, x, y, z)")
+    sv.add_argument("--reference-out", default=None,
+                    help="a second, coarser file that also holds |omega| and 2 nu S_ij S_ij")
+    sv.add_argument("--reference-points", type=int, default=17,
+                    help="grid points per side of --reference-out")
+    sv.set_defaults(func=cmd_reference_subvolume)
 
 
 def main(argv=None) -> int:

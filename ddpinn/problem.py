@@ -4,7 +4,7 @@ Rank-independent and free of MPI; the solver takes what is built here plus a com
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ddpinn.decomposition import Decomposition, decompose
 from ddpinn.geometry import Box
@@ -34,6 +34,15 @@ class Problem:
     shape: object = None
     boundary_conditions: tuple = ()
     shape_counts: object = None
+    # The [[data]] tables with their files opened (ddpinn.data.DataInput), by name
+    data: dict = field(default_factory=dict)
+    # Observations per subdomain (S,), set collectively when the solver reads its part of
+    # the observation files (ddpinn.data.observations); None without observations
+    observation_counts: object = None
+
+    def data_for(self, use: str) -> list:
+        """The DataInputs of one use (observations, boundary, reference), in table order."""
+        return [d for d in self.data.values() if d.spec.use == use]
 
     @property
     def work(self):
@@ -57,9 +66,17 @@ def build_problem(cfg: Config) -> Problem:
         if name not in pde.params:
             raise ConfigError(f"field 'pde.inverse.{name}' is not a parameter of PDE "
                               f"{pde.name!r}; allowed: {', '.join(pde.params)}")
-    if (cfg.pde.inverse or cfg.points.data) and not pde.has_exact:
+    from ddpinn.data.inputs import open_inputs
+
+    data = open_inputs(cfg.data, pde, box_of(cfg))
+    observed = any(d.spec.use == "observations" for d in data.values())
+    if cfg.pde.inverse and not (pde.has_exact or observed):
         raise ConfigError(f"PDE {pde.name!r} has no exact solution to draw data from: "
-                          f"'points.data' and 'pde.inverse' need one")
+                          f"'pde.inverse' needs one, or observations from a file "
+                          f"([[data]] with use = \"observations\")")
+    if cfg.points.data and not pde.has_exact:
+        raise ConfigError(f"PDE {pde.name!r} has no exact solution to draw data from: "
+                          f"'points.data' needs one (observations from a file: [[data]])")
     residual_weights = resolve_residual_weights(cfg.loss.residual, pde)
     _check_architecture(cfg.network.architecture)
     if pde.reference and type(pde).load_reference is PDE.load_reference:
@@ -69,9 +86,7 @@ def build_problem(cfg: Config) -> Problem:
             resolve(pde.reference, pde.name)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    lower = list(cfg.domain.lower) + ([cfg.domain.time[0]] if cfg.has_time else [])
-    upper = list(cfg.domain.upper) + ([cfg.domain.time[1]] if cfg.has_time else [])
-    box = Box(tuple(map(float, lower)), tuple(map(float, upper)), cfg.axis_names)
+    box = box_of(cfg)
     periodic = [n in cfg.domain.periodic for n in cfg.axis_names]
     time_axis = cfg.axis_names.index("t") if cfg.has_time else None
     decomposition = decompose(box, cfg.decomposition.grid, periodic, time_axis)
@@ -83,7 +98,7 @@ def build_problem(cfg: Config) -> Problem:
         from ddpinn.problem_shape import shaped_decomposition
 
         shape, decomposition, boundary_conditions, counts = shaped_decomposition(
-            cfg, pde, decomposition, time_axis)
+            cfg, pde, decomposition, time_axis, data)
 
     conditions = cfg.interface.conditions
     weights = dict(cfg.interface.weights)
@@ -114,9 +129,16 @@ def build_problem(cfg: Config) -> Problem:
                               f"not active; active: {', '.join(active)}")
     problem = Problem(cfg, pde, box, decomposition, time_axis, conditions, weights,
                       stage_conditions, residual_weights, shape, tuple(boundary_conditions),
-                      counts)
+                      counts, data)
     _check_quantities(problem)
     return problem
+
+
+def box_of(cfg: Config) -> Box:
+    """The bounding box of the domain: space axes, then t."""
+    lower = list(cfg.domain.lower) + ([cfg.domain.time[0]] if cfg.has_time else [])
+    upper = list(cfg.domain.upper) + ([cfg.domain.time[1]] if cfg.has_time else [])
+    return Box(tuple(map(float, lower)), tuple(map(float, upper)), cfg.axis_names)
 
 
 def _check_quantities(problem: Problem) -> None:

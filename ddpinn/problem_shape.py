@@ -45,9 +45,10 @@ def check_supported(cfg) -> None:
             raise ConfigError(f"field {field!r}: {name} cannot be combined with {what}")
 
 
-def shaped_decomposition(cfg, pde, decomposition, time_axis):
+def shaped_decomposition(cfg, pde, decomposition, time_axis, data=None):
     """``(shape, cut decomposition, boundary conditions, ShapeCounts)`` of a case with a
-    shape or [[boundary]] tables; raises ConfigError."""
+    shape or [[boundary]] tables; ``data``: the case's DataInputs by name, which condition
+    values may name. Raises ConfigError."""
     from ddpinn.boundary import parse_boundary
     from ddpinn.decomposition.cut import cut_decomposition
     from ddpinn.training.points_shape import INITIAL_TAG, shape_counts
@@ -57,7 +58,7 @@ def shaped_decomposition(cfg, pde, decomposition, time_axis):
     tags = tuple(shape.tags) + ((INITIAL_TAG,) if time_axis is not None else ())
     specs = cfg.boundary or [default_condition(pde, tags)]
     try:
-        conditions = parse_boundary(specs, pde, pde.axes, tags)
+        conditions = parse_boundary(specs, pde, pde.axes, tags, data)
         cut = cut_decomposition(decomposition, shape, time_axis)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

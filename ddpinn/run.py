@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
+import numpy as np
+
 from ddpinn import __version__
 from ddpinn.parallel.errors import (EXIT_CONFIG, EXIT_REQUEUE, EXIT_RUNTIME, CollectiveExit,
                                     DDPINNError, agree, end_job_on_lone_exit,
@@ -315,6 +317,7 @@ def _run(args, comm) -> int:
         series = probe_series() if probe_series is not None else None
         diagnostics = energy_diagnostics(solver, grid.axes[-1], cfg.output.reference_n) \
             if problem.pde.energy_diagnostics else None
+        flow = _flow_fields(problem, solver, grid)
     except DDPINNError as exc:
         fail(comm, str(exc), EXIT_RUNTIME)
     except Preempted:
@@ -326,7 +329,7 @@ def _run(args, comm) -> int:
         if diagnostics is not None:
             _write_diagnostics(problem, grid, diagnostics, run_dir)
         _write_outputs(cfg, problem, grid, result.pred, result.errors, run_dir, comm.size,
-                       elapsed, solver.dtype, qoi, result.at_reference, series)
+                       elapsed, solver.dtype, qoi, result.at_reference, series, flow)
     comm.barrier()
     return 0
 
@@ -375,13 +378,33 @@ def _log_footprint(comm, solver, setup_seconds=None) -> None:
         log.info("set-up (max / mean over ranks): %s", format_times(times))
 
 
+def _flow_fields(problem, solver, grid):
+    """Collective. |omega| and 2 nu S_ij S_ij of a 3D flow on the test grid (NaN outside a
+    shaped domain), or None (another PDE; on ranks other than 0)."""
+    from ddpinn.training.flow_diagnostics import flow_fields, is_3d_flow
+
+    if not is_3d_flow(problem.pde):
+        return None
+    inside = grid.inside
+    values = flow_fields(solver, grid.points if inside is None else grid.points[inside])
+    if values is None or inside is None:
+        return values
+    full = {}
+    for name, v in values.items():
+        full[name] = np.full(len(grid.points), np.nan)
+        full[name][inside] = v
+    return full
+
+
 def _write_outputs(cfg, problem, grid, pred, errors, run_dir, n_ranks, elapsed, dtype,
-                   qoi=None, at_reference=None, series=None):
+                   qoi=None, at_reference=None, series=None, flow=None):
     from ddpinn.io.netcdf import write_solution
     from ddpinn.training.precision import dtype_name
 
     shape = grid.shape
     fields = {n: pred[:, k].reshape(shape) for k, n in enumerate(problem.pde.outputs)}
+    # derived fields of a 3D flow (vorticity magnitude, dissipation rate) beside the outputs
+    fields.update({n: v.reshape(shape) for n, v in (flow or {}).items()})
     truth = grid.grid_truth  # None for a reference at scattered points (errors only)
     errs = {n: (pred[:, k] - truth[:, k]).reshape(shape)
             for k, n in enumerate(problem.pde.outputs)} if truth is not None else None

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ddpinn.boundary.kinds import BOUNDARY_KINDS, INITIAL_TAG
-from ddpinn.boundary.values import Exact, float_params, parse_value
+from ddpinn.boundary.values import Exact, float_params, is_data_value, parse_value
 
 KEYS = ("tags", "kind", "values", "weight", "alpha", "beta")
 
@@ -85,16 +85,18 @@ def _tags(raw, field: str, known: tuple) -> tuple:
     return tuple(dict.fromkeys(items))
 
 
-def _values(raw, field: str, kind, pde, axes) -> dict:
+def _values(raw, field: str, kind, pde, axes, data=None) -> dict:
     """Output name -> Value, for the outputs the condition constrains."""
     allowed = [pde.outputs[k] for k in kind.outputs(pde)]
+    if is_data_value(raw, pde):  # one data source for every constrained output
+        return {n: parse_value(raw, f"{field}.{n}", pde, axes, data) for n in allowed}
     if raw is None:
         if kind.default_value is None:
             raise ValueError(f"field '{field}' is required for kind {kind.name!r}: a value "
                              f"for each of {', '.join(allowed)}, or one for all")
         return {n: parse_value(kind.default_value, f"{field}.{n}", pde, axes) for n in allowed}
     if not isinstance(raw, dict):
-        return {n: parse_value(raw, field, pde, axes) for n in allowed}
+        return {n: parse_value(raw, field, pde, axes, data) for n in allowed}
     if not raw:
         raise ValueError(f"field '{field}' is empty: give a value for some of "
                          f"{', '.join(allowed)}")
@@ -108,13 +110,13 @@ def _values(raw, field: str, kind, pde, axes) -> dict:
     out = {}
     for name in allowed:
         if name in raw:
-            out[name] = parse_value(raw[name], f"{field}.{name}", pde, axes)
+            out[name] = parse_value(raw[name], f"{field}.{name}", pde, axes, data)
         elif kind.default_value is not None:
             out[name] = parse_value(kind.default_value, f"{field}.{name}", pde, axes)
     return out
 
 
-def parse_boundary(specs, pde, axes: tuple, tags: tuple) -> list:
+def parse_boundary(specs, pde, axes: tuple, tags: tuple, data=None) -> list:
     """Validate the ``[[boundary]]`` tables of a case.
 
     Parameters
@@ -124,6 +126,8 @@ def parse_boundary(specs, pde, axes: tuple, tags: tuple) -> list:
     axes : tuple of str -- the problem's axes, e.g. ("x", "y", "t")
     tags : tuple of str -- the domain's boundary tags (a time-dependent problem also has
         "initial", added here when missing)
+    data : dict name -> DataInput, optional -- the case's [[data]] tables, which values
+        may name (``{ data = "name" }``)
 
     Returns
     -------
@@ -169,7 +173,7 @@ def parse_boundary(specs, pde, axes: tuple, tags: tuple) -> list:
         if kind.extra and not any(coeffs.values()):
             raise ValueError(f"field '{where}.alpha' and '{where}.beta' are both 0: the "
                              f"condition would be empty")
-        values = _values(spec.get("values"), f"{where}.values", kind, pde, axes)
+        values = _values(spec.get("values"), f"{where}.values", kind, pde, axes, data)
         outputs = tuple(k for k, n in enumerate(pde.outputs) if n in values)
         out.append(BoundaryCondition(cond_tags, name, outputs, values,
                                      _number(spec.get("weight", 1.0), f"{where}.weight", 0.0),

@@ -11,7 +11,10 @@ A case file gives each constrained output a value (``values = { u = "sin(pi*x)",
   rows are built, :func:`ddpinn.boundary.conditions.condition_rows`);
 - ``"package.module:function"``: ``function(x, params)`` with ``x`` an ``(n, d)`` float64
   array (columns: the axes) and ``params`` a dict of floats, returning ``(n,)`` values
-  (trusted code, imported like a PDE plugin).
+  (trusted code, imported like a PDE plugin);
+- ``{ data = "name" }``: interpolated from the file of the ``[[data]]`` table ``name`` (its
+  column for the same output, or ``{ data = "name", field = "u" }`` for another output's);
+  ``values = { data = "name" }`` gives every constrained output its own column.
 """
 from __future__ import annotations
 
@@ -126,6 +129,22 @@ class Expression(Value):
         return repr(self.text)
 
 
+class DataValue(Value):
+    """Values interpolated from a ``[[data]]`` file (:class:`ddpinn.data.inputs.DataInput`);
+    each rank reads the part of the file its boundary points need."""
+
+    def __init__(self, field: str, source, output: str):
+        super().__init__(field)
+        self.source, self.output = source, output
+
+    def evaluate(self, x, params):
+        x = np.asarray(x, dtype=np.float64)
+        return self._finite(self.source.values_at(x, self.output), x)
+
+    def __str__(self):
+        return repr({"data": self.source.name, "field": self.output})
+
+
 class Function(Value):
     """``package.module:function``, called as ``function(x (n, d), params dict)``."""
 
@@ -208,11 +227,43 @@ def parse_expression(text: str, axes: tuple, params, field: str) -> sympy.Expr:
     return expr
 
 
-def parse_value(raw, field: str, pde, axes: tuple) -> Value:
-    """One value of a case file -> :class:`Value` (see the module docstring)."""
+def is_data_value(raw, pde) -> bool:
+    """True for a ``{ data = ... }`` table (not a table of values by output name)."""
+    return isinstance(raw, dict) and "data" in raw and "data" not in pde.outputs
+
+
+def _data_value(raw: dict, field: str, data) -> Value:
+    """``{ data = "name", field = "u" }`` -> DataValue; ValueError naming ``field``."""
+    data = data or {}
+    output = field.rsplit(".", 1)[-1]
+    unknown = [k for k in raw if k not in ("data", "field")]
+    if unknown:
+        raise ValueError(f"field '{field}.{unknown[0]}' is not a data value key; allowed: "
+                         f"data, field")
+    name = raw["data"]
+    if name not in data:
+        raise ValueError(f"field '{field}.data' = {name!r} names no [[data]] table; the "
+                         f"case's tables: {', '.join(data) or '(none)'}")
+    source = data[name]
+    if source.spec.use != "boundary":
+        raise ValueError(f"field '{field}.data' = {name!r}: that table has use = "
+                         f"{source.spec.use!r}; boundary values need use = \"boundary\"")
+    column = raw.get("field", output)
+    if column not in source.outputs:
+        raise ValueError(f"field '{field}.field' = {column!r}: the file of [[data]] table "
+                         f"{name!r} has values for {', '.join(source.outputs)} only")
+    return DataValue(field, source, column)
+
+
+def parse_value(raw, field: str, pde, axes: tuple, data=None) -> Value:
+    """One value of a case file -> :class:`Value` (see the module docstring); ``data``: the
+    case's [[data]] tables (name -> DataInput) that a ``{ data = ... }`` value may name."""
+    if is_data_value(raw, pde):
+        return _data_value(raw, field, data)
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         raise ValueError(f"field '{field}' = {raw!r} must be a number, an expression in "
-                         f"{', '.join(axes)}, \"exact\" or \"package.module:function\"")
+                         f"{', '.join(axes)}, \"exact\", \"package.module:function\" or "
+                         f"{{ data = \"name\" }}")
     if isinstance(raw, (int, float)):
         if not math.isfinite(raw):
             raise ValueError(f"field '{field}' = {raw!r} must be a finite number")

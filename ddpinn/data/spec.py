@@ -12,6 +12,7 @@ A table reads, e.g.::
     axes = {t = "time"}                 # case axis -> column or coordinate; absent: same name
     noise = 0.01                        # or {u = 0.01}; observations only
     interpolation = "linear"            # linear | nearest
+    fraction = 0.01                     # observations from a grid: the share of its nodes
 
 :func:`parse_data_tables` checks them (keys, types, names against the case's axes and the
 PDE's outputs) and raises one :class:`~ddpinn.io.config_errors.ConfigError` (a ValueError)
@@ -27,7 +28,7 @@ from ddpinn.io.config_errors import ConfigError
 
 USES = ("observations", "boundary", "reference")
 INTERPOLATIONS = ("linear", "nearest")
-KEYS = ("name", "file", "use", "fields", "axes", "noise", "interpolation")
+KEYS = ("name", "file", "use", "fields", "axes", "noise", "interpolation", "fraction")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class DataSpec:
     noise : dict output -> standard deviation (> 0); {} = none. A single number in the table
         gives every field read (every output when ``fields`` is {}) that noise.
     interpolation : str, one of :data:`INTERPOLATIONS`
+    fraction : float in [0, 1], observations from a gridded file: the share of its nodes
+        each expert keeps (1: all)
     """
 
     name: str
@@ -53,6 +56,7 @@ class DataSpec:
     axes: dict
     noise: dict
     interpolation: str = "linear"
+    fraction: float = 1.0
 
 
 def parse_data_tables(tables, axes: tuple, outputs: tuple) -> list:
@@ -107,7 +111,20 @@ def _parse_table(path: str, i: int, table: dict, axes: tuple, outputs: tuple) ->
     fields = _fields(path + ".fields", table.get("fields", {}), outputs)
     axes_map = _axes(path + ".axes", table.get("axes", {}), axes)
     noise = _noise(path, table.get("noise"), use, fields, outputs)
-    return DataSpec(name, file, use, fields, axes_map, noise, interpolation)
+    fraction = _fraction(path, table.get("fraction"), use)
+    return DataSpec(name, file, use, fields, axes_map, noise, interpolation, fraction)
+
+
+def _fraction(path: str, value, use: str) -> float:
+    if value is None:
+        return 1.0
+    if use != "observations":
+        raise ConfigError(f"field '{path}.fraction' = {value!r}: a fraction of the nodes is "
+                          f"only taken for use = 'observations' (this table has use = {use!r})")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"field '{path}.fraction' = {value!r} must be a number in [0, 1]")
+    return float(value)
 
 
 def _wrong_type(path: str, value, expected: str) -> ConfigError:

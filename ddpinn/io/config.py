@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from ddpinn.io.config_errors import ConfigError, check_choice  # noqa: F401  (public here)
-from ddpinn.io.config_domain import boundary_tables, domain_from_shape
+from ddpinn.io.config_domain import boundary_tables, data_tables, domain_from_shape
 from ddpinn.io.config_stages import StageSection, optimizer_class, validate_stages  # noqa: F401
 
 
@@ -157,6 +157,9 @@ class Config:
     # [[boundary]] tables: conditions per boundary tag (ddpinn.boundary); empty: Dirichlet
     # data of the PDE on every face, as boundary_data gives it
     boundary: list = field(default_factory=list)
+    # [[data]] tables: files of observations, boundary data or reference solutions
+    # (ddpinn.data), checked against the PDE and the domain in ddpinn.problem
+    data: list = field(default_factory=list)
     output: OutputSection = field(default_factory=OutputSection)
     parallel: ParallelSection = field(default_factory=ParallelSection)
 
@@ -263,6 +266,8 @@ def from_dict(data: dict) -> Config:
             continue
         if name == "boundary":
             kwargs[name] = boundary_tables(data["boundary"])
+        elif name == "data":
+            kwargs[name] = data_tables(data["data"], base_dir)
         elif name == "stages":
             stages = data["stages"]
             if not isinstance(stages, list) or not stages:
@@ -469,7 +474,7 @@ def load(path, overrides=None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"case file {str(path)!r} is not valid TOML: {exc}") from None
     data = apply_overrides(data, overrides)
-    data["_base_dir"] = str(path.parent)  # STL files are named relative to the case file
+    data["_base_dir"] = str(path.parent)  # STL and data files may be named relative to it
     if not data.get("output", {}).get("dir"):
         data.setdefault("output", {})["dir"] = str(Path("runs") / data.get("case", {}).get(
             "name", path.stem))

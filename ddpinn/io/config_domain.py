@@ -57,6 +57,25 @@ def absolute_files(spec, base: Path):
     return spec
 
 
+def data_tables(value, base_dir=None) -> list:
+    """``[[data]]``: a list of tables, checked against the PDE later (ddpinn.data). A file
+    found beside the case file, in the working directory or the data directory is recorded
+    by its absolute path, so a run's resolved config.toml finds it again from anywhere."""
+    from ddpinn.data.inputs import resolve_data_path
+
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError("field 'data' must be an array of tables ([[data]] blocks)")
+    out = []
+    for table in value:
+        table = dict(table)
+        if isinstance(table.get("file"), str):
+            found = resolve_data_path(table["file"], base_dir)
+            if found is not None:
+                table["file"] = str(found)
+        out.append(table)
+    return out
+
+
 def boundary_tables(value) -> list:
     """``[[boundary]]``: a list of tables, each checked against the PDE and the domain's
     tags later (ddpinn.problem, which knows both)."""

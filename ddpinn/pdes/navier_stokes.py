@@ -122,6 +122,22 @@ class NavierStokes(IncompressibleNS):
         return torch.zeros(x.shape[0], self.n_out, dtype=x.dtype), [False] * self.n_out
 
 
+@register_pde("unsteady_navier_stokes")
+class UnsteadyNavierStokes(NavierStokes):
+    """Time-dependent incompressible Navier-Stokes in 2D or 3D, outputs (u, v[, w], p).
+
+    u_t + (u . grad) u + grad p - nu Laplace(u) = 0, div u = 0. No closed form: the
+    boundary and initial conditions come from ``[[boundary]]`` tables, typically from data
+    (``values = { data = "name" }``), as in a subvolume of a turbulent flow. The pressure is
+    defined up to a function of time: errors remove its mean at every time.
+    """
+
+    time_dependent = True
+    defaults = {"nu": 1.0 / 1600.0, "ppe": 0.0}
+    gauge_outputs = ("p",)
+    domain = ([0.0, 0.0], [1.0, 1.0], (0.0, 1.0))
+
+
 @register_pde("beltrami")
 class Beltrami(IncompressibleNS):
     """Unsteady 3D Beltrami (Ethier-Steinman) flow with a = d = 1 on [-1, 1]^3 x [0, 1].

@@ -17,8 +17,12 @@ from typing import Callable, Optional, Sequence
 
 import netCDF4
 import numpy as np
+import scipy.fft
 
 from ddpinn.io.atomic import atomic_output
+
+# Threads of the FFTs (scipy.fft workers): the solver runs on one process, so use the cores.
+FFT_WORKERS = max(1, int(os.environ.get("DDPINN_FFT_WORKERS", os.cpu_count() or 1)))
 
 
 # ------------------------------------------------------------------------------- the solver
@@ -42,11 +46,11 @@ class SpectralBox:
         self.mask = np.all(np.abs(self.k) < n / 3.0, axis=0)
 
     def forward(self, u: np.ndarray) -> np.ndarray:
-        return np.fft.rfftn(u, axes=(-3, -2, -1))
+        return scipy.fft.rfftn(u, axes=(-3, -2, -1), workers=FFT_WORKERS)
 
     def backward(self, uh: np.ndarray) -> np.ndarray:
         n = self.n
-        return np.fft.irfftn(uh, s=(n, n, n), axes=(-3, -2, -1))
+        return scipy.fft.irfftn(uh, s=(n, n, n), axes=(-3, -2, -1), workers=FFT_WORKERS)
 
     def project(self, vh: np.ndarray) -> np.ndarray:
         """Leray projection onto divergence-free fields: v - k (k . v) / |k|^2."""
@@ -75,6 +79,10 @@ class SpectralBox:
 
         Returns p (n, n, n).
         """
+        return self.backward(self.pressure_hat(uh))
+
+    def pressure_hat(self, uh: np.ndarray) -> np.ndarray:
+        """Spectrum of :meth:`pressure`, (n, n, n//2+1)."""
         u = self.backward(uh)
         k = self.k
         rhs = 0
@@ -83,7 +91,7 @@ class SpectralBox:
                 rhs = rhs + k[i] * k[j] * self.forward(u[i] * u[j])
         ph = -rhs * self.mask / self.k2_safe
         ph[0, 0, 0] = 0.0
-        return self.backward(ph)
+        return ph
 
 
 @dataclass
@@ -112,7 +120,8 @@ def _snapshot(box: SpectralBox, uh: np.ndarray, nu: float, t: float, store: bool
 
 def solve(u0: np.ndarray, nu: float, times: Sequence[float], cfl: float = 0.5,
           store_velocity: bool = True, t0: float = 0.0,
-          progress: Optional[Callable[[float, int], None]] = None) -> list:
+          progress: Optional[Callable[[float, int], None]] = None,
+          on_output: Optional[Callable[[float, SpectralBox, np.ndarray], None]] = None) -> list:
     """Integrate incompressible Navier-Stokes in [-pi, pi]^3 from ``u0`` at time ``t0``.
 
     Parameters
@@ -130,6 +139,9 @@ def solve(u0: np.ndarray, nu: float, times: Sequence[float], cfl: float = 0.5,
         Keep velocity and pressure at the output times (else only the scalar diagnostics).
     progress : callable (t, steps), optional
         Called after every output time.
+    on_output : callable (t, box, uh), optional
+        Called at every output time with the velocity spectrum uh (3, n, n, n//2+1), e.g. to
+        keep part of the field without storing all of it.
 
     Returns
     -------
@@ -159,6 +171,8 @@ def solve(u0: np.ndarray, nu: float, times: Sequence[float], cfl: float = 0.5,
             steps += 1
         t = t_out
         out.append(_snapshot(box, uh, nu, t, store_velocity))
+        if on_output is not None:
+            on_output(t, box, uh)
         if progress is not None:
             progress(t, steps)
     return out

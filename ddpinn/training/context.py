@@ -100,9 +100,10 @@ class StepContext:
         return dataclasses.replace(self, causal=causal)
 
 
-def draw_points(problem, ownership, epoch: int, dtype, device) -> tuple:
-    """The points of ``epoch`` of this rank's experts, their interface plan, and the wall
-    seconds of each: ``(batch, plan, {"points": s, "interface_plan": s})``."""
+def draw_points(problem, ownership, epoch: int, dtype, device, observations=None) -> tuple:
+    """The points of ``epoch`` of this rank's experts (and their ``observations`` from
+    files, :mod:`ddpinn.data.observations`), their interface plan, and the wall seconds of
+    each: ``(batch, plan, {"points": s, "interface_plan": s})``."""
     cfg, layout = problem.cfg, ownership.layout
     t0 = time.perf_counter()
     if problem.shape is not None:
@@ -113,6 +114,10 @@ def draw_points(problem, ownership, epoch: int, dtype, device) -> tuple:
         batch = build_points(problem.decomposition, ownership.sids, problem.pde, cfg.points,
                              cfg.case.seed, problem.pde.params, problem.time_axis, epoch, dtype,
                              device, layout.replica, layout.replicas)
+    if observations is not None:
+        from ddpinn.data.observations import append_observations
+
+        batch = append_observations(batch, observations, ownership.sids)
     t1 = time.perf_counter()
     # Interface partners are the same replica of the neighbour's group (peer_comm rank =
     # group), holding the same share of the interface points.

@@ -62,8 +62,9 @@ def _make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
     """
     pde, box = problem.pde, problem.box
     shape = shape or [DEFAULT_POINTS[box.dim]] * box.dim
-    if pde.has_reference:
-        ref = _load_reference(pde, box, comm)
+    from_file = problem.data_for("reference") if hasattr(problem, "data_for") else []
+    if from_file or pde.has_reference:
+        ref = data_reference(from_file[0], pde) if from_file else _load_reference(pde, box, comm)
         if ref is not None and ref.scattered:
             axes, pts = grid_points(box, shape)
             return TestGrid(axes, pts, ref.values, ref.source, ref.points)
@@ -80,6 +81,24 @@ def _make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
         values, source = _computed_reference(problem, axes, cache, comm)
         return TestGrid(axes, pts, values.reshape(len(pts), -1), source)
     return TestGrid(axes, pts, None, "none")
+
+
+def data_reference(data, pde):
+    """The reference of a ``[[data]]`` table with use = "reference": the whole file (each
+    rank reads it; errors are measured on rank 0). Outputs the file lacks are NaN and get no
+    error."""
+    from ddpinn.io.reference import Reference
+
+    lower, upper = data.source.bounds()
+    block = data.source.read_box(lower, upper)
+    values = np.asarray(block.values, dtype=np.float64)
+    full = np.full(values.shape[:-1] + (pde.n_out,), np.nan)
+    for k, name in enumerate(data.outputs):
+        full[..., pde.outputs.index(name)] = values[..., k]
+    source = str(data.source.path)
+    if block.kind == "grid":
+        return Reference([np.asarray(a, float) for a in block.grid], full, source)
+    return Reference(None, full, source, np.asarray(block.points, float))
 
 
 def _load_reference(pde, box, comm):
@@ -169,11 +188,17 @@ def relative_errors(pde, pred: np.ndarray, truth: np.ndarray, times=None) -> dic
         for arr in (pred, truth):
             arr[:, k] -= (np.bincount(group, weights=arr[:, k]) / counts)[group]
     out = {}
+    # An output without reference values (NaN: a reference file lacking it) gets no error.
+    known = [not np.isnan(truth[:, k]).all() for k in range(len(pde.outputs))]
     for k, name in enumerate(pde.outputs):
+        if not known[k]:
+            continue
         out[f"l2_{name}"] = float(np.linalg.norm(pred[:, k] - truth[:, k])
                                   / max(np.linalg.norm(truth[:, k]), 1e-300))
     for group, names in pde.error_groups.items():
         ks = [pde.outputs.index(n) for n in names]
+        if not all(known[k] for k in ks):
+            continue
         out[f"l2_{group}"] = float(np.linalg.norm(pred[:, ks] - truth[:, ks])
                                    / max(np.linalg.norm(truth[:, ks]), 1e-300))
     return out

@@ -64,3 +64,29 @@ def energy_diagnostics(solver, times, m: int = 0) -> dict | None:
             "dissipation": -(u * du[..., :, 3]).sum(-1).mean(-1),
             "two_nu_enstrophy": 2 * nu * 0.5 * (omega ** 2).sum(-1).mean(-1),
             "points_per_axis": m}
+
+
+def is_3d_flow(pde) -> bool:
+    """A 3D flow with velocity u, v, w and a viscosity nu (its vorticity and dissipation rate
+    can be derived from the networks)."""
+    return pde.space_dim == 3 and tuple(pde.outputs[:3]) == ("u", "v", "w") \
+        and "nu" in pde.params
+
+
+def flow_fields(solver, points: np.ndarray) -> dict | None:
+    """Collective. Vorticity magnitude |omega| and local dissipation rate 2 nu S_ij S_ij of
+    the experts at ``points`` (P, d), from their exact derivatives.
+
+    Returns dict name -> (P,) on rank 0 (None elsewhere): "vorticity_magnitude",
+    "dissipation_rate".
+    """
+    d, nu = solver.decomposition.box.dim, float(solver.pde.params["nu"])
+    jet = solver.predict(points, values=_velocity_jet, n_values=3 + 3 * d)
+    if jet is None:
+        return None
+    du = jet[:, 3:].reshape(len(points), 3, d)[..., :3]   # du[p, c, a] = d u_c / d x_a
+    omega = np.stack([du[:, 2, 1] - du[:, 1, 2], du[:, 0, 2] - du[:, 2, 0],
+                      du[:, 1, 0] - du[:, 0, 1]], axis=-1)
+    strain = 0.5 * (du + du.transpose(0, 2, 1))
+    return {"vorticity_magnitude": np.sqrt((omega ** 2).sum(-1)),
+            "dissipation_rate": 2.0 * nu * (strain ** 2).sum((1, 2))}

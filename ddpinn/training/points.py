@@ -110,9 +110,12 @@ def padded_rows(decomp, points_cfg, time_axis=None, replicas: int = 1) -> int:
 def problem_rows(problem, replicas: int = 1) -> int:
     """Rows per expert N of a problem: :func:`padded_rows`, or the largest subdomain's
     points of a cut decomposition."""
+    obs = getattr(problem, "observation_counts", None)
+    extra = int(obs.max()) if obs is not None and len(obs) else 0  # observation rows
     if problem.shape is not None:
-        return int(problem.shape_counts.rows.max())
-    return padded_rows(problem.decomposition, problem.cfg.points, problem.time_axis, replicas)
+        return int(problem.shape_counts.rows.max()) + extra
+    return padded_rows(problem.decomposition, problem.cfg.points, problem.time_axis,
+                       replicas) + extra
 
 
 def _uniform(keys, n, d) -> np.ndarray:

@@ -30,6 +30,7 @@ from ddpinn.training.context import (Closure, MetricMeans, StepContext, StepSett
                                      draw_points)
 from ddpinn.training.experts import DTYPES, Experts, make_experts  # noqa: F401  (public here too)
 from ddpinn.training.memory import LARGE_SETUP
+from ddpinn.data.observations import read_observations
 from ddpinn.training.ownership import Ownership
 from ddpinn.training.precision import first_dtype
 from ddpinn.training.resampling import r3_points
@@ -81,6 +82,11 @@ class Solver:
                                                problem.shape_counts),
                                self.causal)
         self._conditions, self._use_causal = problem.conditions, True
+        # Observation files: this rank reads its experts' parts once (collective).
+        self.observations = read_observations(problem, self.sids, self.ownership.comm,
+                                              cfg.case.seed)
+        if self.observations is not None:
+            problem.observation_counts = self.observations.counts
         self.epoch = -1
         self.resample(0)
         self._phase(f"points drawn in {self.setup_seconds['points']:.1f} s, interface plan "
@@ -155,7 +161,7 @@ class Solver:
             return False
         self.epoch = epoch
         batch, plan, seconds = draw_points(self.problem, self.ownership, epoch, self.dtype,
-                                           self.device)
+                                           self.device, self.observations)
         self.setup_seconds.update(seconds)
         self.closure.ctx = StepContext.of(
             self.pde, batch, plan, self.layout.peer_comm, self._conditions,

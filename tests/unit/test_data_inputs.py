@@ -1,0 +1,147 @@
+"""[[data]] tables wired into a case: observations reach exactly one expert on any rank
+count, boundary values from a file match the closed form they were written from, a reference
+file scores the run, and bad tables or files are one ConfigError naming the field."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ddpinn.io.config import ConfigError, load
+from ddpinn.parallel.comm import SerialComm
+from ddpinn.problem import build_problem
+
+from tests.helpers import ROOT
+
+HEAT = ROOT / "cases" / "heat1d_inverse_csv.toml"
+KOVASZNAY = ROOT / "cases" / "kovasznay_csv_boundary.toml"
+
+
+def _heat_csv(path, n=200, seed=0, on_edges=True):
+    """Noise-free heat data, with rows exactly on the cell edges x = 0.5 and t = 0.5."""
+    rng = np.random.default_rng(seed)
+    x, t = rng.random(n), rng.random(n)
+    if on_edges:
+        x[:10], t[10:20], x[20:25], t[20:25] = 0.5, 0.5, 0.5, 0.5
+        x[25:30], t[30:35] = 1.0, 0.0
+    u = np.exp(-0.1 * math.pi ** 2 * t) * np.sin(math.pi * x)
+    np.savetxt(path, np.stack([x, t, u], 1), delimiter=",", header="x,t,u", comments="")
+    return np.stack([x, t], 1), u
+
+
+def _problem(case, *sets):
+    return build_problem(load(case, list(sets)))
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+def test_every_observation_reaches_exactly_one_expert(tmp_path, ranks):
+    from ddpinn.data.observations import read_observations
+    from ddpinn.decomposition.partition import assign_owners
+
+    pts, u = _heat_csv(tmp_path / "obs.csv")
+    problem = _problem(HEAT, f'data.0.file="{tmp_path / "obs.csv"}"')
+    owner = assign_owners(problem.decomposition, ranks, problem.work)
+    got, counts = [], np.zeros(problem.decomposition.n_subdomains, dtype=np.int64)
+    for rank in range(ranks):
+        obs = read_observations(problem, np.flatnonzero(owner == rank), SerialComm(), seed=1)
+        counts += obs.counts
+        for sid, p in obs.points.items():
+            got.append(np.concatenate([p, obs.target[sid][:, :1]], axis=1))
+            # each expert's data term is a mean, in units of the noise (0.01)
+            assert np.allclose(obs.weight[sid][:, 0], 1.0 / 0.01 ** 2 / len(p))
+    got = np.concatenate(got)
+    want = np.concatenate([pts, u[:, None]], axis=1)
+    order = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731
+    assert len(got) == len(want) == counts.sum()
+    assert np.array_equal(order(got), order(want))
+
+
+def test_observation_rows_join_the_batch(tmp_path):
+    from ddpinn.data.observations import append_observations, read_observations
+    from ddpinn.training.points import build_points
+
+    _heat_csv(tmp_path / "obs.csv")
+    problem = _problem(HEAT, f'data.0.file="{tmp_path / "obs.csv"}"')
+    sids = np.arange(problem.decomposition.n_subdomains)
+    obs = read_observations(problem, sids, SerialComm(), seed=1)
+    cfg = problem.cfg
+    batch = build_points(problem.decomposition, sids, problem.pde, cfg.points, 0,
+                         problem.pde.params, problem.time_axis)
+    grown = append_observations(batch, obs, sids)
+    n = batch.x.shape[1]
+    assert grown.x.shape[1] == n + obs.rows
+    assert torch.equal(grown.x[:, :n], batch.x) and torch.equal(grown.bc_w[:, :n], batch.bc_w)
+    for e, sid in enumerate(sids):
+        k = obs.counts[sid]
+        assert torch.allclose(grown.x[e, n:n + k], torch.as_tensor(obs.points[sid]))
+        assert float(grown.data_w[e, n + k:].abs().sum()) == 0.0
+        # the targets are the exact solution (the file was written from it)
+        exact = problem.pde.exact(grown.x[e, n:n + k], problem.pde.params)
+        assert torch.allclose(grown.data_target[e, n:n + k], exact, atol=1e-12)
+
+
+def test_boundary_values_from_a_file_match_the_closed_form():
+    from ddpinn.boundary.values import DataValue
+
+    problem = _problem(KOVASZNAY)
+    pde = problem.pde
+    rng = np.random.default_rng(0)
+    for cond in problem.boundary_conditions:
+        for name, value in cond.values.items():
+            assert isinstance(value, DataValue)
+            for tag in cond.tags:
+                pts = _edge(tag, rng)
+                exact = pde.exact(torch.as_tensor(pts), pde.params).numpy()
+                got = value.evaluate(pts, pde.params)
+                err = np.abs(got - exact[:, pde.outputs.index(name)]).max()
+                assert err < 3e-4, (tag, name, err)  # linear interpolation, h = 0.005
+
+
+def _edge(tag, rng, n=300):
+    """Points on a named face of Kovasznay's box [-0.5, 1] x [-0.5, 1.5]."""
+    lo, hi = np.array([-0.5, -0.5]), np.array([1.0, 1.5])
+    axis = "xy".index(tag[0])
+    pts = lo + rng.random((n, 2)) * (hi - lo)
+    pts[:, axis] = lo[axis] if tag.endswith("lower") else hi[axis]
+    return pts
+
+
+def test_a_reference_file_is_the_test_grid(tmp_path):
+    from ddpinn.training.evaluate import make_test_grid
+
+    pts, u = _heat_csv(tmp_path / "obs.csv", on_edges=False)
+    text = HEAT.read_text().replace('use = "observations"\nnoise = 0.01', 'use = "reference"')
+    assert 'use = "reference"' in text
+    case = tmp_path / "case.toml"
+    case.write_text(text.replace("heat1d_observations.csv", str(tmp_path / "obs.csv")))
+    problem = _problem(case)
+    grid = make_test_grid(problem)
+    assert grid.scattered is not None and np.allclose(grid.scattered, pts)
+    assert np.allclose(grid.truth[:, 0], u)
+
+
+BAD = {
+    "no such file": ('data.0.file="missing.csv"', "data.0.file"),
+    "unknown use": ('data.0.use="measurements"', "data.0.use"),
+    "unknown output": ('data.0.fields={q = "u"}', "data.0.fields"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_data_tables_name_the_field(name):
+    override, field = BAD[name]
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        _problem(HEAT, override)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,t,q\n0.1,0.2,0.3\n")
+    with pytest.raises(ConfigError, match="bad.csv"):
+        _problem(HEAT, f'data.0.file="{bad}"')
+    part = tmp_path / "part.csv"  # boundary data that covers only x <= 0.5
+    part.write_text("x,y,u,v,p\n-0.5,-0.5,0,0,0\n0.5,1.5,0,0,0\n0.5,-0.5,0,0,0\n")
+    with pytest.raises(ConfigError, match="covers"):
+        _problem(KOVASZNAY, f'data.0.file="{part}"')
