@@ -145,3 +145,45 @@ def test_bad_files_name_the_file(tmp_path):
     part.write_text("x,y,u,v,p\n-0.5,-0.5,0,0,0\n0.5,1.5,0,0,0\n0.5,-0.5,0,0,0\n")
     with pytest.raises(ConfigError, match="covers"):
         _problem(KOVASZNAY, f'data.0.file="{part}"')
+
+
+SUBVOLUME = ROOT / "cases" / "tgv3d_re1600_subvolume.toml"
+
+
+def test_each_rank_reads_only_its_part_of_a_grid_file(case_data):
+    """8 experts on 4 ranks: what a rank reads of the gridded observations and boundary data
+    (counted by the reader) is a fraction of the file, and the parts add up to the file."""
+    from ddpinn.data.observations import read_observations
+    from ddpinn.decomposition.partition import assign_owners
+
+    problem = _problem(SUBVOLUME, "data.2.fraction=0.1")
+    d = problem.decomposition
+    samples, walls = problem.data["samples"], problem.data["dns"]
+    whole = samples.source.estimate_bytes(*samples.source.bounds())
+    owner = assign_owners(d, 4, problem.work)
+    counts = np.zeros(d.n_subdomains, dtype=np.int64)
+    for rank in range(4):
+        sids = np.flatnonzero(owner == rank)
+        before = samples.source.bytes_read
+        obs = read_observations(problem, sids, SerialComm(), seed=0)
+        counts += obs.counts
+        read = samples.source.bytes_read - before
+        assert 0 < read < 0.6 * whole, (rank, read, whole)
+        region = walls.nbytes_for(d.lower[sids].min(0), d.upper[sids].max(0))
+        assert region < 0.6 * walls.source.estimate_bytes(*walls.source.bounds())
+    # a tenth of the grid's nodes, each node given to one expert (rounding: 1/2 per expert)
+    block = samples.source.read_box(*samples.source.bounds())
+    nodes = int(np.prod(block.values.shape[:-1]))
+    assert counts.min() > 0 and abs(counts.sum() - 0.1 * nodes) <= 0.5 * d.n_subdomains
+
+
+def test_info_prints_the_data_each_rank_holds(case_data):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ddpinn.cli", "info", str(SUBVOLUME),
+                           "--ranks", "4"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if "per rank; by rank" in ln]
+    assert [ln.split()[0] for ln in lines] == ["dns", "reference", "samples"]
+    assert all(len(ln.split("by rank:")[1].split()) == 4 for ln in lines)
