@@ -69,3 +69,41 @@ def test_cli_writes_gridded_data_the_data_reader_reads(tmp_path):
     ref_source = open_data(ref, {"x": "x", "y": "y", "z": "z", "t": "t"},
                            {"u": "vorticity_magnitude"})
     assert ref_source.read_box(*ref_source.bounds()).values.shape == (5, 5, 5, 3, 1)
+
+
+def test_flow_fields_of_the_networks_are_those_of_the_velocity_they_give():
+    """|omega| and 2 nu S_ij S_ij from the experts' derivatives (flow_fields), with the
+    Taylor-Green velocity standing in for trained experts."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ddpinn.training.flow_diagnostics import flow_fields
+
+    def velocity(x):  # (E, n, 4) -> (E, n, 4): u, v, w, p
+        X, Y, Z = x[..., 0], x[..., 1], x[..., 2]
+        u = torch.sin(X) * torch.cos(Y) * torch.cos(Z)
+        v = -torch.cos(X) * torch.sin(Y) * torch.cos(Z)
+        return torch.stack([u, v, 0 * u, 0 * u], dim=-1) * torch.exp(-x[..., 3:4])
+
+    def predict(points, values=None, n_values=None):
+        out = values(velocity, torch.as_tensor(points)[None])
+        return out[0].numpy()
+
+    nu = 0.01
+    solver = SimpleNamespace(decomposition=SimpleNamespace(box=SimpleNamespace(dim=4)),
+                             pde=SimpleNamespace(params={"nu": nu}), predict=predict)
+    rng = np.random.default_rng(0)
+    pts = rng.random((50, 4)) * 3
+    got = flow_fields(solver, pts)
+    X, Y, Z, T = pts.T
+    decay = np.exp(-T)
+    omega = decay * np.stack([-np.cos(X) * np.sin(Y) * np.sin(Z),
+                              -np.sin(X) * np.cos(Y) * np.sin(Z),
+                              2 * np.sin(X) * np.sin(Y) * np.cos(Z)])
+    sxx = decay * np.cos(X) * np.cos(Y) * np.cos(Z)
+    sxz = -decay * np.sin(X) * np.cos(Y) * np.sin(Z) / 2
+    syz = decay * np.cos(X) * np.sin(Y) * np.sin(Z) / 2
+    assert np.allclose(got["vorticity_magnitude"], np.sqrt((omega ** 2).sum(0)), atol=1e-12)
+    assert np.allclose(got["dissipation_rate"],
+                       2 * nu * (2 * sxx ** 2 + 2 * sxz ** 2 + 2 * syz ** 2), atol=1e-12)
