@@ -29,6 +29,11 @@ def run(deck: str, out: Path, ranks: int, sets: list) -> dict:
     for s in sets:
         cmd += ["--set", s]
     subprocess.run(cmd, check=True)
+    return summary(out)
+
+
+def summary(out: Path) -> dict:
+    """Errors, step time and steps of a finished run directory."""
     rows = [json.loads(line) for line in open(out / "metrics.jsonl") if line.strip()]
     return {"errors": json.loads((out / "errors.json").read_text()),
             "seconds": sum(r.get("time_step", 0.0) for r in rows), "steps": rows[-1]["step"] + 1}
@@ -39,11 +44,15 @@ def main(argv=None) -> None:
     p.add_argument("--ranks", type=int, default=4)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "data_boundary")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--report-only", action="store_true",
+                   help="tabulate the finished runs in --out (e.g. one resumed with "
+                        "ddpinn run ... --resume auto after an interruption)")
     args = p.parse_args(argv)
     lines = ["| walls | velocity | u | v | p | steps | training time |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, deck in DECKS.items():
-        r = run(deck, args.out / Path(deck).stem, args.ranks, args.set)
+        out = args.out / Path(deck).stem
+        r = summary(out) if args.report_only else run(deck, out, args.ranks, args.set)
         e = r["errors"]
         lines.append(f"| {label} | {e['l2_velocity']:.3e} | {e['l2_u']:.3e} | {e['l2_v']:.3e} "
                      f"| {e['l2_p']:.3e} | {r['steps']} | {r['seconds'] / 60:.1f} min |")

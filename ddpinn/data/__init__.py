@@ -10,7 +10,8 @@ Nothing here is collective: every rank opens the file and reads the box it needs
 """
 from ddpinn.data.block import DataBlock
 from ddpinn.data.errors import DataFileError
-from ddpinn.data.source import DataSource, check_covers, open_data
+from ddpinn.data.readers import open_data
+from ddpinn.data.source import DataSource, check_covers
 from ddpinn.data.spec import INTERPOLATIONS, USES, DataSpec, parse_data_tables
 
 __all__ = ["DataSpec", "USES", "INTERPOLATIONS", "parse_data_tables", "DataFileError",

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpinn.data.source import DataFileError, check_covers, open_data
+from ddpinn.data.errors import DataFileError
+from ddpinn.data.readers import open_data
+from ddpinn.data.source import check_covers
 from ddpinn.data.spec import DataSpec, parse_data_tables
 
 # A rank that needs a region reads this fraction of the data's extent more on every side, so
@@ -123,7 +125,7 @@ def open_inputs(tables, pde, box, base_dir=None) -> dict:
     has the columns, that boundary data cover the domain (``box``) and that reference data
     lie inside it.
     """
-    from ddpinn.io.config import ConfigError
+    from ddpinn.io.config_errors import ConfigError
 
     if not tables:
         return {}

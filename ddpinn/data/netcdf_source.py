@@ -17,7 +17,6 @@ import numpy as np
 
 from ddpinn.data.errors import DataFileError
 from ddpinn.data.points_source import CHUNK_ROWS, PointsSource
-from ddpinn.data.source import DataSource
 
 
 @dataclass
@@ -74,22 +73,6 @@ def describe(path) -> Meta:
             variables[name] = (tuple(var.dimensions), tuple(var.shape), size)
         dimensions = {name: len(dim) for name, dim in ds.dimensions.items()}
     return Meta(variables, dimensions)
-
-
-def open_netcdf(path, axes: dict, fields: dict, outputs: tuple, interpolation: str):
-    """A :class:`NetcdfPoints` or :class:`~ddpinn.data.netcdf_grid.NetcdfGrid`
-    (see :func:`ddpinn.data.open_data`)."""
-    from ddpinn.data.netcdf_grid import NetcdfGrid
-
-    meta = describe(path)
-    probe = DataSource(path, axes, interpolation)
-    probe.resolve_fields(fields, outputs, meta.variables, "variable")
-    dims = [meta.variables[n][0] for n in probe.file_fields.values()]
-    axis_dims = tuple(axes.values())
-    grid = (any(len(d) != 1 for d in dims)
-            or (len(axes) == 1 and all(d == axis_dims for d in dims)))
-    cls = NetcdfGrid if grid else NetcdfPoints
-    return cls(path, axes, probe.file_fields, outputs, interpolation, meta)
 
 
 class NetcdfPoints(PointsSource):

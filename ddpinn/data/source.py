@@ -1,6 +1,6 @@
 """Data files opened for reading by parts: point lists (CSV, NetCDF) and NetCDF grids.
 
-:func:`open_data` reads a file's metadata only (the CSV header line, the NetCDF variables'
+:func:`ddpinn.data.readers.open_data` reads a file's metadata only (the CSV header line, the NetCDF variables'
 dimensions); a :class:`DataSource` then reads what is asked for:
 
 - :meth:`~DataSource.bounds`: the data's coverage (a grid: its coordinate variables; points:
@@ -30,65 +30,8 @@ import numpy as np
 
 from ddpinn.data.block import TOLERANCE, DataBlock
 from ddpinn.data.errors import DataFileError
-from ddpinn.data.spec import INTERPOLATIONS
 
-__all__ = ["DataFileError", "DataSource", "DataBlock", "open_data", "check_covers",
-           "file_format"]
-
-NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
-
-
-def file_format(path) -> str:
-    """``"netcdf"`` or ``"csv"`` by the file's first bytes; DataFileError if it cannot be
-    read."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise DataFileError(f"cannot read data file {str(path)!r}: "
-                            f"{exc.strerror or exc}") from None
-    return "netcdf" if head.startswith(NETCDF_MAGIC) else "csv"
-
-
-def open_data(path, axes: dict, fields: dict, outputs: tuple = (),
-              interpolation: str = "linear") -> "DataSource":
-    """Open a data file, reading its metadata only.
-
-    Parameters
-    ----------
-    path : str or Path
-    axes : dict case axis -> column/coordinate variable name in the file, in the case's axis
-        order (``{"x": "x", "t": "time"}``)
-    fields : dict output -> column/variable name in the file; {} = every name of ``outputs``
-        that the file has (at least one)
-    outputs : tuple of str, the PDE's outputs; the fields are kept in this order
-    interpolation : str, ``"linear"`` or ``"nearest"``, given to the blocks read
-
-    Returns
-    -------
-    DataSource, of kind ``"points"`` or ``"grid"``
-
-    Raises
-    ------
-    DataFileError
-        An unreadable or empty file, a missing column or variable (those available are
-        listed), a grid variable whose dimensions are not the mapped axes, a dimension
-        without coordinate variable, point variables of different lengths.
-    """
-    if not axes:
-        raise ValueError("open_data needs at least one axis")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation {interpolation!r}: must be one of "
-                         f"{', '.join(INTERPOLATIONS)}")
-    path = Path(path)
-    if file_format(path) == "csv":
-        from ddpinn.data.csv_points import CsvPoints
-
-        return CsvPoints(path, dict(axes), dict(fields), tuple(outputs), interpolation)
-    from ddpinn.data.netcdf_source import open_netcdf
-
-    return open_netcdf(path, dict(axes), dict(fields), tuple(outputs), interpolation)
-
+__all__ = ["DataFileError", "DataSource", "DataBlock", "check_covers"]
 
 class DataSource:
     """A data file opened by :func:`open_data`.

@@ -1,0 +1,77 @@
+"""Opening a data file: its format told by its first bytes, then the reader of that format
+(:class:`~ddpinn.data.csv_points.CsvPoints`, :func:`~ddpinn.data.netcdf_source.open_netcdf`)
+returns a :class:`~ddpinn.data.source.DataSource`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ddpinn.data.csv_points import CsvPoints
+from ddpinn.data.errors import DataFileError
+from ddpinn.data.netcdf_grid import NetcdfGrid
+from ddpinn.data.netcdf_source import NetcdfPoints, describe
+from ddpinn.data.source import DataSource
+from ddpinn.data.spec import INTERPOLATIONS
+
+NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+
+
+def file_format(path) -> str:
+    """``"netcdf"`` or ``"csv"`` by the file's first bytes; DataFileError if it cannot be
+    read."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise DataFileError(f"cannot read data file {str(path)!r}: "
+                            f"{exc.strerror or exc}") from None
+    return "netcdf" if head.startswith(NETCDF_MAGIC) else "csv"
+
+
+def open_data(path, axes: dict, fields: dict, outputs: tuple = (),
+              interpolation: str = "linear") -> DataSource:
+    """Open a data file, reading its metadata only.
+
+    Parameters
+    ----------
+    path : str or Path
+    axes : dict case axis -> column/coordinate variable name in the file, in the case's axis
+        order (``{"x": "x", "t": "time"}``)
+    fields : dict output -> column/variable name in the file; {} = every name of ``outputs``
+        that the file has (at least one)
+    outputs : tuple of str, the PDE's outputs; the fields are kept in this order
+    interpolation : str, ``"linear"`` or ``"nearest"``, given to the blocks read
+
+    Returns
+    -------
+    DataSource, of kind ``"points"`` or ``"grid"``
+
+    Raises
+    ------
+    DataFileError
+        An unreadable or empty file, a missing column or variable (those available are
+        listed), a grid variable whose dimensions are not the mapped axes, a dimension
+        without coordinate variable, point variables of different lengths.
+    """
+    if not axes:
+        raise ValueError("open_data needs at least one axis")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation {interpolation!r}: must be one of "
+                         f"{', '.join(INTERPOLATIONS)}")
+    path = Path(path)
+    if file_format(path) == "csv":
+        return CsvPoints(path, dict(axes), dict(fields), tuple(outputs), interpolation)
+    return open_netcdf(path, dict(axes), dict(fields), tuple(outputs), interpolation)
+
+
+def open_netcdf(path, axes: dict, fields: dict, outputs: tuple, interpolation: str):
+    """A :class:`~ddpinn.data.netcdf_source.NetcdfPoints` or :class:`~ddpinn.data.netcdf_grid.NetcdfGrid`
+    (see :func:`ddpinn.data.open_data`)."""
+    meta = describe(path)
+    probe = DataSource(path, axes, interpolation)
+    probe.resolve_fields(fields, outputs, meta.variables, "variable")
+    dims = [meta.variables[n][0] for n in probe.file_fields.values()]
+    axis_dims = tuple(axes.values())
+    grid = (any(len(d) != 1 for d in dims)
+            or (len(axes) == 1 and all(d == axis_dims for d in dims)))
+    cls = NetcdfGrid if grid else NetcdfPoints
+    return cls(path, axes, probe.file_fields, outputs, interpolation, meta)
