@@ -74,6 +74,9 @@ def build_problem(cfg: Config) -> Problem:
         raise ConfigError(f"PDE {pde.name!r} has no exact solution to draw data from: "
                           f"'pde.inverse' needs one, or observations from a file "
                           f"([[data]] with use = \"observations\")")
+    if observed and cfg.parallel.replicas > 1:
+        raise ConfigError(f"field 'parallel.replicas' = {cfg.parallel.replicas}: observations "
+                          f"from files ([[data]] with use = \"observations\") need replicas = 1")
     if cfg.points.data and not pde.has_exact:
         raise ConfigError(f"PDE {pde.name!r} has no exact solution to draw data from: "
                           f"'points.data' needs one (observations from a file: [[data]])")

@@ -2,9 +2,9 @@
 
 Each rank reads, for each of its experts, only the part of a file inside that expert's cell
 (:meth:`DataSource.read_box`), then keeps the points that :func:`ddpinn.decomposition.locate`
-gives to that expert, so every point reaches exactly one expert on any rank count. Gridded
-files may give a fraction of their nodes (``fraction``): each expert keeps a sid-keyed random
-choice of its nodes, the same on any rank count.
+gives to that expert, so every point reaches exactly one expert on any rank count. A table
+may use a fraction of its points or grid nodes (``fraction``): each expert keeps a sid-keyed
+random choice of its own, the same on any rank count.
 
 The rows are appended after the rows of the point batch (:func:`append_observations`), with
 the weight 1 / (observations of the expert) per point, divided by noise^2 where the table
@@ -20,9 +20,6 @@ import numpy as np
 import torch
 
 from ddpinn.decomposition.locate import locate
-
-TAG_OBSERVATIONS = 6  # random streams of the choice of grid nodes (beside training.points)
-
 
 @dataclass
 class Observations:
@@ -46,12 +43,12 @@ class Observations:
 
 
 def _choose(spec, sid: int, n: int, seed: int) -> np.ndarray:
-    """Indices of the nodes an expert keeps of its ``n`` grid nodes (all, or a fraction)."""
+    """Indices of the points an expert keeps of its ``n`` (all, or a fraction), sorted."""
     fraction = float(getattr(spec, "fraction", 1.0))
     if fraction >= 1.0:
         return np.arange(n)
     k = int(round(fraction * n))
-    from ddpinn.training.points import rng_for
+    from ddpinn.training.points import TAG_OBSERVATIONS, rng_for
 
     pick = rng_for(seed, TAG_OBSERVATIONS, sid).permutation(n)[:k]
     return np.sort(pick)
@@ -72,9 +69,8 @@ def _expert_part(data, problem, sid: int, seed: int):
     pts, vals = pts[inside], vals[inside]
     mine = locate(pts, decomp) == sid if len(pts) else np.zeros(0, bool)
     pts, vals = pts[mine], vals[mine]
-    if block.kind == "grid":
-        keep = _choose(data.spec, sid, len(pts), seed)
-        pts, vals = pts[keep], vals[keep]
+    keep = _choose(data.spec, sid, len(pts), seed)
+    pts, vals = pts[keep], vals[keep]
     if problem.shape is not None and len(pts):
         space = [a for a in range(pts.shape[1]) if a != problem.time_axis]
         out = ~np.asarray(problem.shape.inside(pts[:, space]), dtype=bool)

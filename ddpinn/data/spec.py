@@ -12,7 +12,7 @@ A table reads, e.g.::
     axes = {t = "time"}                 # case axis -> column or coordinate; absent: same name
     noise = 0.01                        # or {u = 0.01}; observations only
     interpolation = "linear"            # linear | nearest
-    fraction = 0.01                     # observations from a grid: the share of its nodes
+    fraction = 0.01                     # observations: the share of the points (grid nodes) used
 
 :func:`parse_data_tables` checks them (keys, types, names against the case's axes and the
 PDE's outputs) and raises one :class:`~ddpinn.io.config_errors.ConfigError` (a ValueError)
@@ -45,8 +45,8 @@ class DataSpec:
     noise : dict output -> standard deviation (> 0); {} = none. A single number in the table
         gives every field read (every output when ``fields`` is {}) that noise.
     interpolation : str, one of :data:`INTERPOLATIONS`
-    fraction : float in [0, 1], observations from a gridded file: the share of its nodes
-        each expert keeps (1: all)
+    fraction : float in [0, 1], observations: the share of its points (or grid nodes) each
+        expert keeps (1: all)
     """
 
     name: str

@@ -19,6 +19,8 @@ import torch
 from ddpinn.geometry import sample_box
 
 TAG_INTERIOR, TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE, TAG_R3 = 1, 2, 3, 4, 5
+# The choice of a gridded observation file's nodes per expert (ddpinn.data.observations).
+TAG_OBSERVATIONS = 6
 
 
 def rng_for(seed: int, *key: int) -> np.random.Generator:

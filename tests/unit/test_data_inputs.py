@@ -126,6 +126,8 @@ BAD = {
     "no such file": ('data.0.file="missing.csv"', "data.0.file"),
     "unknown use": ('data.0.use="measurements"', "data.0.use"),
     "unknown output": ('data.0.fields={q = "u"}', "data.0.fields"),
+    "fraction above 1": ("data.0.fraction=1.5", "data.0.fraction"),
+    "replicas": ("parallel.replicas=2", "parallel.replicas"),
 }
 
 
