@@ -1,5 +1,5 @@
 """Opening a data file: its format told by its first bytes, then the reader of that format
-(:class:`~ddpinn.data.csv_points.CsvPoints`, :func:`~ddpinn.data.netcdf_source.open_netcdf`)
+(:class:`~ddpinn.data.csv_points.CsvPoints`, :func:`open_netcdf`)
 returns a :class:`~ddpinn.data.source.DataSource`."""
 from __future__ import annotations
 
@@ -11,20 +11,15 @@ from ddpinn.data.netcdf_grid import NetcdfGrid
 from ddpinn.data.netcdf_source import NetcdfPoints, describe
 from ddpinn.data.source import DataSource
 from ddpinn.data.spec import INTERPOLATIONS
-
-NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
-
+from ddpinn.io import points_file
 
 def file_format(path) -> str:
-    """``"netcdf"`` or ``"csv"`` by the file's first bytes; DataFileError if it cannot be
-    read."""
+    """``"netcdf"`` or ``"csv"`` (:func:`ddpinn.io.points_file.file_format`); DataFileError if
+    the file cannot be read."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise DataFileError(f"cannot read data file {str(path)!r}: "
-                            f"{exc.strerror or exc}") from None
-    return "netcdf" if head.startswith(NETCDF_MAGIC) else "csv"
+        return points_file.file_format(path)
+    except points_file.PointsFileError as exc:
+        raise DataFileError(str(exc).replace("points file", "data file")) from None
 
 
 def open_data(path, axes: dict, fields: dict, outputs: tuple = (),
