@@ -50,6 +50,7 @@ def shaped_decomposition(cfg, pde, decomposition, time_axis, data=None):
     shape or [[boundary]] tables; ``data``: the case's DataInputs by name, which condition
     values may name. Raises ConfigError."""
     from ddpinn.boundary import parse_boundary
+    from ddpinn.boundary.hard import check_hard
     from ddpinn.decomposition.cut import cut_decomposition
     from ddpinn.training.points_shape import INITIAL_TAG, shape_counts
 
@@ -59,6 +60,7 @@ def shaped_decomposition(cfg, pde, decomposition, time_axis, data=None):
     specs = cfg.boundary or [default_condition(pde, tags)]
     try:
         conditions = parse_boundary(specs, pde, pde.axes, tags, data)
+        check_hard(conditions, shape, pde)
         cut = cut_decomposition(decomposition, shape, time_axis)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -9,6 +9,7 @@ the rows of the linear conditions on boundary points (:func:`condition_rows`).
     values = { u = "4*0.3*y*(0.41-y)/0.41**2", v = 0.0 }   # or one value for all outputs
     weight = 1.0                  # multiplies loss.boundary for these rows
     # robin only: alpha, beta (alpha u + beta du/dn = g)
+    hard = false                  # dirichlet only: imposed exactly, u = g + phi N
 
 Everything here is numpy float64 except ``"exact"`` values (torch autograd on ``pde.exact``);
 nothing communicates.
@@ -25,7 +26,7 @@ import torch
 from ddpinn.boundary.kinds import BOUNDARY_KINDS, INITIAL_TAG
 from ddpinn.boundary.values import Exact, float_params, is_data_value, parse_value
 
-KEYS = ("tags", "kind", "values", "weight", "alpha", "beta")
+KEYS = ("tags", "kind", "values", "weight", "alpha", "beta", "hard")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class BoundaryCondition:
         output
     weight : float -- multiplies ``loss.boundary`` on these rows
     alpha, beta : float -- robin coefficients (1 and 0 for the other kinds)
+    hard : bool -- imposed exactly by the outputs' form (:mod:`ddpinn.boundary.hard`);
+        its rows stay in the loss, where their misfit is rounding only
     """
 
     tags: tuple
@@ -50,6 +53,7 @@ class BoundaryCondition:
     weight: float = 1.0
     alpha: float = 1.0
     beta: float = 0.0
+    hard: bool = False
 
 
 class Rows(NamedTuple):
@@ -116,6 +120,17 @@ def _values(raw, field: str, kind, pde, axes, data=None) -> dict:
     return out
 
 
+def _hard(spec: dict, kind: str, where: str) -> bool:
+    """``hard``: a bool, true for kind dirichlet only."""
+    raw = spec.get("hard", False)
+    if not isinstance(raw, bool):
+        raise ValueError(f"field '{where}.hard' = {raw!r} must be true or false")
+    if raw and kind != "dirichlet":
+        raise ValueError(f"field '{where}.hard' = true: only kind 'dirichlet' can be "
+                         f"imposed exactly (this one is {kind!r})")
+    return raw
+
+
 def parse_boundary(specs, pde, axes: tuple, tags: tuple, data=None) -> list:
     """Validate the ``[[boundary]]`` tables of a case.
 
@@ -177,7 +192,7 @@ def parse_boundary(specs, pde, axes: tuple, tags: tuple, data=None) -> list:
         outputs = tuple(k for k, n in enumerate(pde.outputs) if n in values)
         out.append(BoundaryCondition(cond_tags, name, outputs, values,
                                      _number(spec.get("weight", 1.0), f"{where}.weight", 0.0),
-                                     **coeffs))
+                                     hard=_hard(spec, name, where), **coeffs))
     return out
 
 

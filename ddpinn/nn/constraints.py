@@ -29,6 +29,13 @@ import torch
 from ddpinn.nn.derivatives import _grad
 
 
+def point_set_key(x: torch.Tensor) -> tuple:
+    """A key of the point set ``x`` for caches of weight-free data: its storage, layout,
+    version counter (points moved in place are a new set), dtype and device."""
+    return (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x._version, x.dtype,
+            str(x.device))
+
+
 class InitialConstraint:
     """The map N -> g + s N of the experts of one rank.
 
@@ -59,14 +66,17 @@ class InitialConstraint:
         point set: keyed by the storage, layout and version counter of ``x`` (points moved
         in place, or new points, are a new set), and holding ``x`` so that its memory is not
         reused while the entry lives. The few newest sets are kept."""
-        key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x._version, x.dtype,
-               str(x.device))
+        key = point_set_key(x)
         entry = self._cache.get(key)
         if entry is None:
             while len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
             entry = self._cache[key] = _DataCache(self, x)
         return entry
+
+    def fields(self, inner, x: torch.Tensor, constant_data: bool = False):
+        """The Fields of the constrained outputs from those of the networks (``inner``)."""
+        return ConstrainedFields(inner, self, x, constant_data=constant_data)
 
     def to(self, device=None, dtype=None) -> "InitialConstraint":
         self.first = self.first.to(device=device, dtype=dtype)

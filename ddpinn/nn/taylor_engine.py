@@ -47,7 +47,6 @@ from torch import nn
 
 from ddpinn.nn.activations import ACTIVATION_DERIVATIVES, differentiable_activation
 from ddpinn.nn.batched import baddbmm
-from ddpinn.nn.constraints import ConstrainedFields
 from ddpinn.nn.derivatives import Fields, _grad
 from ddpinn.nn.encoding import BASE_BLOCKS
 from ddpinn.nn.taylor_ops import linear, pair, quadratic, scale_tangents
@@ -362,5 +361,5 @@ def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = 
             fields = TaylorFields(model, x, axes, outputs)
         transform = getattr(model, "output_transform", None)
         return fields if transform is None else \
-            ConstrainedFields(fields, transform, x, constant_data=constant_data)
+            transform.fields(fields, x, constant_data=constant_data)
     return Fields(x, model(x), axes, outputs)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ddpinn.boundary.hard import hard_constraint, hard_tables
 from ddpinn.decomposition.locate import locate
 from ddpinn.nn.architectures import ExpertSpec, build_architecture
 from ddpinn.nn.constraints import initial_constraint
@@ -35,6 +36,8 @@ def make_experts(problem, sids, dtype=torch.float64,
         model.output_transform = initial_constraint(
             problem.pde, problem.pde.params, boxes, problem.time_axis,
             problem.cfg.domain.time[0], dtype, device)
+    if hard_tables(problem.boundary_conditions):
+        model.output_transform = hard_constraint(problem)
     return model
 
 
