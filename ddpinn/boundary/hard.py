@@ -109,7 +109,16 @@ def _combine(dists):
     total = others[0]
     for p in others[1:]:
         total = total + p
-    return dists[0] * others[0] / total, [p / total for p in others]
+    # Where two carriers meet (a corner) every P_i is 0: phi is 0 there, and the values of
+    # the pieces through the point share the weight. The safe denominator keeps 0/0 out of
+    # the values and of their gradients.
+    corner = total == 0
+    safe = torch.where(corner, torch.ones_like(total), total)
+    on = [(d == 0).to(d.dtype) for d in dists]
+    count = sum(on) if n > 1 else on[0]
+    count = torch.where(corner, count, torch.ones_like(count))
+    weights = [torch.where(corner, z / count, p / safe) for p, z in zip(others, on)]
+    return dists[0] * others[0] / safe, weights
 
 
 def _parts(terms, n_out):

@@ -78,7 +78,8 @@ class _LiveBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
+            # autograd's zero tensors (second derivatives of linear maps) own no memory
+            if not isinstance(t, torch.Tensor) or t._is_zerotensor():
                 continue
             storage = t.untyped_storage()
             key, n = storage.data_ptr(), storage.nbytes()

@@ -124,6 +124,14 @@ def test_constrained_outputs_meet_the_values_whatever_the_weights(bc):
     want = _targets(x, tags) if len(bc) > 1 else \
         _targets(x, np.full(tags.shape, "x_lower" if bc[0]["values"] == "exact" else "hole"))
     assert (u - want).abs().max().item() <= 1e-12
+    # corners, where two carriers meet: the value of either face (they agree there)
+    corners = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    u = model(corners.expand(model.n_experts, -1, -1))[..., 0]
+    assert torch.isfinite(u).all()
+    if len(bc) == 1:
+        want = _targets(corners, np.full(3, "x_lower" if bc[0]["values"] == "exact"
+                                         else "hole"))
+        assert (u - want).abs().max().item() <= 1e-12
     # inside, the networks are free: u differs from any of the values
     inner = torch.as_tensor(problem.shape.sample_interior(50, np.random.default_rng(3)))
     assert (model(inner.expand(model.n_experts, -1, -1))[..., 0]
