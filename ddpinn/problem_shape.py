@@ -93,7 +93,8 @@ def shape_summary(problem) -> list:
     covered = set()
     for c in problem.boundary_conditions:
         covered.update(c.tags)
-        lines.append(f"  {c.kind:<13} on {', '.join(c.tags)}")
+        hard = " (hard)" if getattr(c, "hard", False) else ""
+        lines.append(f"  {c.kind + hard:<13} on {', '.join(c.tags)}")
     free = [t for t in problem.shape.tags if t not in covered]
     if free:
         lines.append(f"  no condition (free) on {', '.join(free)}")

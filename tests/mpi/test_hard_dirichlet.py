@@ -50,3 +50,18 @@ def test_hard_dirichlet_solution_file_meets_the_data_on_the_boundary(runs):
     exact = np.sin(np.pi * X) * np.sin(np.pi * Y)
     assert np.abs(u - exact)[edge].max() <= 1e-12
     assert np.abs(u - exact)[~edge].max() > 1e-6  # inside, the networks' own
+
+
+@pytest.mark.parametrize("sets, words", [
+    (("boundary.0.hard=true",), ["boundary[0].hard", "'outer'", "interior"]),  # L-shape edges
+    (("boundary.1.hard=true",), ["boundary[1].hard", "'neumann'"]),
+])
+def test_bad_hard_input_is_one_message_and_nothing_written(tmp_path, sets, words):
+    out = tmp_path / "run"
+    proc, _ = run_case(2, HERE / "cases" / "shape_invariance.toml", out, *sets, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    for w in words:
+        assert w in proc.stderr, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    assert len(set(errors)) == 1, proc.stderr[-3000:]
+    assert not out.exists()
