@@ -51,6 +51,15 @@ def _const(values, x: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(values, dtype=x.dtype, device=x.device)
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_j a[..., j] b[..., j] in a fixed order: no reduction kernel, whose order may
+    depend on the batch's size, so every expert rounds alike on any rank count."""
+    out = a[..., 0] * b[..., 0]
+    for j in range(1, a.shape[-1]):
+        out = out + a[..., j] * b[..., j]
+    return out
+
+
 @register_carrier(AlignedFace)
 def _plane(piece, x):
     return (x[..., piece.axis] - float(piece.lower[piece.axis])).abs()
@@ -65,11 +74,12 @@ def _cap_plane(piece, x):
 def _line(piece, x):
     t = piece.b - piece.a
     n = _const([-t[1], t[0]], x) / float((t ** 2).sum() ** 0.5)  # unit normal of the line
-    return ((x[..., :2] - _const(piece.a, x)) * n).sum(-1).abs()
+    return _dot(x[..., :2] - _const(piece.a, x), n.expand(x.shape[:-1] + (2,))).abs()
 
 
 def _round(x, center, radius: float) -> torch.Tensor:
-    r2 = ((x - center) ** 2).sum(-1)
+    rel = x - center
+    r2 = _dot(rel, rel)
     return (r2 - radius * radius).abs() / (2.0 * radius)
 
 

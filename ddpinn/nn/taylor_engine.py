@@ -347,9 +347,10 @@ def make_fields(model: nn.Module, x: torch.Tensor, axes, outputs, engine: str = 
     the Taylor engine runs as one compiled sweep (``SWEEPS["compiled"]``:
     :class:`~ddpinn.nn.taylor_compiled.TaylorSweep`, kept per model);
     its results allow one backward pass, not two (no ``grad_of`` in the loss). With
-    ``constant_data`` a hard initial condition's data and its derivatives are kept per point
-    set as constants (:class:`~ddpinn.nn.constraints.ConstrainedFields`; not with
-    ``grad_of``).
+    ``constant_data`` the data of an output transform (a hard initial or Dirichlet
+    condition) and its derivatives are kept per point set as constants (its ``fields``:
+    :class:`~ddpinn.nn.constraints.ConstrainedFields`,
+    :class:`~ddpinn.nn.distance_constraint.DistanceFields`; not with ``grad_of``).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown derivative engine {engine!r}; choose one of: "
