@@ -118,3 +118,12 @@ def test_initial_constraint_repeats_its_experts():
     x, net = torch.rand(2, 4, 2, generator=g), torch.rand(2, 4, 1, generator=g)
     assert torch.equal(rep.apply(x.repeat_interleave(3, 0), net.repeat_interleave(3, 0)),
                        c.apply(x, net).repeat_interleave(3, 0))
+
+
+@pytest.mark.parametrize("name", ["l_shape_hole_data", "cylinder_outflow"])
+def test_memory_estimate_counts_the_rows_of_a_shaped_case(name):
+    from ddpinn.training.memory import residual_rows
+
+    s = small_solver(SHAPED[name][0], *SHAPED[name][1])
+    r, _ = LevenbergMarquardt(s).residuals_and_jacobian()
+    assert residual_rows(s.problem, s.batch.x.shape[1]) == r.shape[1]
