@@ -19,6 +19,11 @@ order in slots, zero rows where it has fewer sides than the slots), never of the
 other experts, so a least-squares optimizer does the same arithmetic for an expert on any
 rank count. :func:`compact_layout` sizes the blocks to the maxima over the decomposition.
 
+On a domain with a shape or ``[[boundary]]`` tables the boundary block is one row per
+condition entry and output, sqrt(w_bc * w) * (A u + b grad u . n - g) (E, K * m), each entry
+reading one row of the batch; the data block gathers every expert's data and observation
+rows, padded to the decomposition's maximum (:func:`_shape_blocks`).
+
 Only conditions with a residual form (:mod:`ddpinn.interface.conditions`) can be written so;
 :func:`residual_form_missing` names the others.
 """
