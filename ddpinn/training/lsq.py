@@ -140,7 +140,8 @@ def residual_blocks(model, pde, params, batch, plan, comm, conditions, cond_weig
     blocks.append(rows)
     r = torch.cat(blocks, dim=1)
     if per_point is not None:
-        return r, torch.cat(cols() + _interface_points(widths, plan, E, N, layout.slots), 1)
+        cols = cols() + _interface_points(widths, plan, E, N, layout.slots)
+        return r, torch.cat([c.to(r.device) for c in cols], 1)
     return r
 
 
@@ -182,7 +183,7 @@ def _shape_blocks(res, u, grad, batch, weights, causal, residual_weights, layout
     has the decomposition's maximum of rows (``layout``) and every row of weight 0 is given
     no point (-1): it is identically zero, and adds no backward pass to the Jacobian."""
     bc, m = batch.boundary_rows, u.shape[-1]
-    k = layout.res_rows
+    k = layout.res_rows if layout.res_rows is not None else u.shape[1]
     pde = _pde_rows(res, batch, weights, causal, residual_weights, k)
     q = pde.shape[1] // max(k, 1)
     bc_w = weights.boundary * bc.w  # (E, K, m)
@@ -195,12 +196,12 @@ def _shape_blocks(res, u, grad, batch, weights, causal, residual_weights, layout
         blocks.append((diff * (weights.data * data_w).sqrt()).flatten(1))
 
     def points():
-        rows = torch.arange(k).expand(len(u), -1)
+        rows = torch.arange(k, device=u.device).expand(len(u), -1)
         cols = [torch.where(batch.res_w[:, :k] > 0, rows, -1).repeat_interleave(q, 1),
                 torch.where(bc.w > 0, bc.rows[..., None], -1).flatten(1)]
         if idx.shape[1]:
             cols.append(torch.where(data_w > 0, idx[..., None], -1).flatten(1))
-        return [c.cpu() for c in cols]
+        return cols
 
     return blocks, points
 
