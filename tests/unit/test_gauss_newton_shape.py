@@ -127,3 +127,20 @@ def test_memory_estimate_counts_the_rows_of_a_shaped_case(name):
     s = small_solver(SHAPED[name][0], *SHAPED[name][1])
     r, _ = LevenbergMarquardt(s).residuals_and_jacobian()
     assert residual_rows(s.problem, s.batch.x.shape[1]) == r.shape[1]
+
+
+def test_per_point_copies_of_a_hard_initial_model_give_the_autograd_jacobian():
+    """per_point_copy repeats the output transform's experts (repeat_experts)."""
+    s = small_solver(CASES / "heat1d.toml", "network.hard_initial=true")
+    assert s.model.output_transform is not None
+    lm = LevenbergMarquardt(s)
+    r, J = lm.residuals_and_jacobian()
+    args, kw, leaves = _args(s)
+    r_ref = residual_blocks(*args, **kw, layout=lm.layout)
+    assert torch.allclose(r, r_ref.detach(), rtol=0, atol=1e-13)
+    params = list(s.model.parameters())
+    E, M = r.shape
+    for m in np.linspace(0, M - 1, 10).astype(int):
+        g = torch.autograd.grad(r_ref[:, m].sum(), params, retain_graph=True)
+        row = torch.cat([x.reshape(E, -1) for x in g], 1)
+        assert torch.allclose(J[:, m], row, rtol=1e-10, atol=1e-13)
