@@ -149,4 +149,5 @@ def append_observations(batch, obs: Observations, sids):
         batch, x=grow(x, new_x),
         res_w=grow(batch.res_w, torch.zeros((E, K), dtype=x.dtype, device=x.device)),
         bc_w=grow(batch.bc_w, zeros_m), bc_target=grow(batch.bc_target, zeros_m),
-        data_w=grow(batch.data_w, new_w), data_target=grow(batch.data_target, new_t))
+        data_w=grow(batch.data_w, new_w), data_target=grow(batch.data_target, new_t),
+        value_rows=batch.value_rows + K)

@@ -78,11 +78,12 @@ class InterfacePlan:
         self.remote_index = {r: torch.tensor(ss, dtype=torch.long, device=device)
                              for r, ss in self.remote.items()}
 
-    def from_row(self, first: int) -> "InterfacePlan":
-        """The same plan for the rows ``first:`` of every expert, (E, N - first): its side
-        rows must all lie there."""
+    def from_row(self, first: int, dropped: int = 0) -> "InterfacePlan":
+        """The same plan for the rows ``first:N - dropped`` of every expert,
+        (E, N - first - dropped): its side rows must all lie there."""
         shifted = copy.copy(self)
-        shifted.rows = self.rows - (self.expert[:, None] + 1) * first
+        shifted.rows = self.rows - (self.expert[:, None] + 1) * first \
+            - self.expert[:, None] * dropped
         return shifted
 
     @property

@@ -24,6 +24,8 @@ constants, by the constraint (:meth:`InitialConstraint.cached`): a 3D Beltrami s
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ddpinn.nn.derivatives import _grad
@@ -77,6 +79,15 @@ class InitialConstraint:
     def fields(self, inner, x: torch.Tensor, constant_data: bool = False):
         """The Fields of the constrained outputs from those of the networks (``inner``)."""
         return ConstrainedFields(inner, self, x, constant_data=constant_data)
+
+    def repeat_experts(self, n: int) -> "InitialConstraint":
+        """A copy with every expert repeated ``n`` times (expert e's copies at e*n ..
+        e*n+n-1): ``first`` and ``slope`` (E n, 1), and an empty data cache."""
+        out = copy.copy(self)
+        out.first = self.first.repeat_interleave(n, 0)
+        out.slope = self.slope.repeat_interleave(n, 0)
+        out._cache = {}
+        return out
 
     def to(self, device=None, dtype=None) -> "InitialConstraint":
         self.first = self.first.to(device=device, dtype=dtype)

@@ -59,14 +59,15 @@ def local_loss(ctx, model, params) -> LossTerms:
 
 
 def _evaluate_and_post(ctx, model, params):
-    """Forward with derivatives at every row, and the interface values posted to the
-    neighbours: ``(u (E, N, m), res (E, N, q), grad, mine, handle)``; ``grad`` (E, N, m, d)
+    """Forward with derivatives at every row (a plain forward at the value-only rows),
+    and the interface values posted to the neighbours: ``(u (E, N, m), res (E, N, q), grad, mine, handle)``; ``grad`` (E, N, m, d)
     the outputs' first derivatives when boundary conditions need them, else None."""
     batch, plan, comm, pde = ctx.batch, ctx.plan, ctx.comm, ctx.pde
     quantities, derivatives = ctx.quantities, ctx.settings.derivatives
     x = batch.x.detach().requires_grad_(True)
     compile = ctx.settings.compile and "gres" not in quantities
     split = batch.interface_row
+    n_rows = x.shape[1] - batch.value_rows  # rows that need derivatives
     bc = batch.boundary_rows
     need_grad = bc is not None and bc.needs_gradient
 
@@ -80,23 +81,38 @@ def _evaluate_and_post(ctx, model, params):
                              compile=compile, constant_data="gres" not in quantities)
         return fields, pde.residual(fields, params)  # (E, n, q)
 
-    if ctx.settings.early_send and 0 < split < x.shape[1]:
+    if ctx.settings.early_send and 0 < split < n_rows:
         # The interface block first: its values are sent while the other rows are evaluated.
-        tail, res_tail = evaluate(slice(split, None))
-        mine = exchange.interface_values(plan.from_row(split), tail, res_tail, pde, params,
-                                         quantities)
+        tail, res_tail = evaluate(slice(split, n_rows))
+        mine = exchange.interface_values(plan.from_row(split, batch.value_rows), tail,
+                                         res_tail, pde, params, quantities)
         handle = exchange.post(plan, comm, mine)
         head, res_head = evaluate(slice(None, split))
         u = torch.cat([head.u, tail.u], dim=1)
         res = torch.cat([res_head, res_tail], dim=1)
         grad = torch.cat([gradients(head), gradients(tail)], dim=1) if need_grad else None
     else:
-        fields, res = evaluate(slice(None))
+        fields, res = evaluate(slice(None, n_rows))
         u, grad = fields.u, gradients(fields)
-        mine = exchange.interface_values(plan, fields, res, pde, params, quantities)
+        own_rows = plan.from_row(0, batch.value_rows) if batch.value_rows else plan
+        mine = exchange.interface_values(own_rows, fields, res, pde, params, quantities)
         # Post early, complete late: the sends overlap with the local terms below.
         handle = exchange.post(plan, comm, mine)
+    if batch.value_rows:
+        u, res, grad = _with_value_rows(model, x[:, n_rows:], u, res, grad)
     return u, res, grad, mine, handle
+
+
+def _with_value_rows(model, x_values, u, res, grad):
+    """``u``, ``res`` and ``grad`` extended by the value-only rows ``x_values`` (E, K, d):
+    their outputs from a plain forward pass; their residual and derivatives, which no term
+    reads (their residual weight is 0, no boundary entry points at them), as zeros."""
+    E, K = x_values.shape[:2]
+    u_values = model(x_values.detach())  # (E, K, m)
+    res = torch.cat([res, res.new_zeros(E, K, res.shape[-1])], dim=1)
+    if grad is not None:
+        grad = torch.cat([grad, grad.new_zeros(E, K, *grad.shape[2:])], dim=1)
+    return torch.cat([u, u_values], dim=1), res, grad
 
 
 def _local_terms(ctx, u, res, grad=None):

@@ -65,6 +65,9 @@ class PointBatch:
     interface_row : int            first row of the interface block of every expert of the
                                    whole decomposition (N: no interfaces); rows from here on
                                    are evaluated first, so the exchange can start early
+    value_rows : int               trailing rows that need the outputs' values only (data
+                                   rows appended after all others): evaluated by a plain
+                                   forward pass, without derivatives or PDE residual
     """
 
     x: torch.Tensor
@@ -80,6 +83,7 @@ class PointBatch:
     # Boundary conditions as linear operators (ddpinn.training.points_shape.BoundaryRows),
     # on domains with a shape or [[boundary]] tables; bc_w is then zero everywhere
     boundary_rows: object = None
+    value_rows: int = 0
 
     @property
     def nbytes(self) -> int:

@@ -189,3 +189,40 @@ def test_info_prints_the_data_each_rank_holds(case_data):
     lines = [ln for ln in proc.stdout.splitlines() if "per rank; by rank" in ln]
     assert [ln.split()[0] for ln in lines] == ["dns", "reference", "samples"]
     assert all(len(ln.split("by rank:")[1].split()) == 4 for ln in lines)
+
+
+@pytest.mark.parametrize("early_send", [False, True])
+def test_observation_rows_are_evaluated_by_value_only(tmp_path, monkeypatch, early_send):
+    """Observation rows go through a plain forward pass: the derivative engine sees only the
+    other rows, and the loss equals the one with every row differentiated."""
+    import dataclasses
+
+    from ddpinn.training import loss as loss_module
+    from ddpinn.training.solver import Solver
+
+    _heat_csv(tmp_path / "obs.csv")
+    problem = _problem(HEAT, f'data.0.file="{tmp_path / "obs.csv"}"', "case.dtype=float64",
+                       "network.width=8", "network.depth=2", "points.interior=40",
+                       f"parallel.early_send={str(early_send).lower()}")
+    solver = Solver(problem, SerialComm())
+    ctx = solver.ctx
+    batch = ctx.batch
+    assert batch.value_rows > 0
+    seen = []
+    make = loss_module.make_fields
+
+    def recording(model, x, *args, **kwargs):
+        seen.append(x.shape[1])
+        return make(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(loss_module, "make_fields", recording)
+    params = {**ctx.pde.params, **solver.experts.shared_values(leaves=True)}
+    fast = loss_module.local_loss(ctx, solver.model, params)
+    assert sum(seen) == batch.x.shape[1] - batch.value_rows
+    seen.clear()
+    full_ctx = dataclasses.replace(ctx, batch=dataclasses.replace(batch, value_rows=0))
+    full = loss_module.local_loss(full_ctx, solver.model, params)
+    assert sum(seen) == batch.x.shape[1]
+    assert float(fast.metrics["data"].sum()) > 0
+    for name in ("data", "residual", "boundary", "loss"):
+        assert torch.allclose(fast.metrics[name], full.metrics[name], rtol=1e-12, atol=0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import textwrap
 import uuid
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -326,3 +328,26 @@ def test_navier_stokes_outputs_and_residual(d):
     assert float(r[..., 1:].abs().max()) < 1e-14
     target, mask = pde.boundary_data(x[0].detach(), 0, -1, pde.params)
     assert mask == [False] * (d + 1) and target.shape == (64, d + 1)
+
+
+def test_burgers_is_scored_against_cole_hopf():
+    """The test grid of the burgers case holds the exact (Cole-Hopf) solution at the case's
+    own nu: the initial data at t = 0, zero at x = +-1, and a different field at another nu;
+    a domain other than [-1, 1] in x is refused (the transform's solution is not its)."""
+    from ddpinn.io.config import ConfigError, load
+    from ddpinn.problem import build_problem
+    from ddpinn.references.burgers import burgers_cole_hopf
+    from ddpinn.training.evaluate import make_test_grid
+
+    case = Path(__file__).resolve().parents[2] / "cases" / "burgers1d.toml"
+    grid = make_test_grid(build_problem(load(case)), [21, 11])
+    assert grid.source.startswith("Cole-Hopf")
+    x, t = grid.points[:, 0], grid.points[:, 1]
+    want = burgers_cole_hopf(x, t, 0.01 / math.pi)
+    np.testing.assert_allclose(grid.truth[:, 0], want, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(grid.truth[t == 0, 0], -np.sin(math.pi * x[t == 0]), atol=1e-15)
+    assert np.abs(grid.truth[np.abs(x) == 1.0, 0]).max() < 1e-12
+    other = make_test_grid(build_problem(load(case, ["pde.params.nu=0.05"])), [21, 11])
+    assert np.abs(other.truth - grid.truth).max() > 1e-2
+    with pytest.raises((ValueError, ConfigError), match="Cole-Hopf"):
+        make_test_grid(build_problem(load(case, ["domain.upper=[0.5]"])), [21, 11])
