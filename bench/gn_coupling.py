@@ -33,7 +33,7 @@ def command(coupling: str, args, out: Path) -> list:
             "--set", f"stages.0.steps={args.adam}", "--set", f"stages.1.steps={args.steps}",
             "--set", f'stages.1.coupling="{coupling}"',
             "--set", f"stages.1.cg_iterations={args.cg_iterations}",
-            "--set", "output.eval_every=0", "--set", "output.log_every=10",
+            "--set", "output.eval_every=0",
             "--set", f"output.checkpoint_every={args.adam}"]
 
 
@@ -62,11 +62,23 @@ def _median(rows, key, lo, hi):
     return f"{statistics.median(vals):.2f}" if vals else "-"
 
 
+def at_time(rows, seconds: float) -> str:
+    """The loss when the stage's time (sum of ``time_step``) first reaches ``seconds``."""
+    t = 0.0
+    for i, x in enumerate(rows):
+        t += x["time_step"]
+        if t >= seconds:
+            return f"{x['loss']:.3e} (step {i + 1})"
+    return "-"
+
+
 def table(results: list) -> str:
     head = ("| coupling | loss after 50 / 100 / 150 / 200 steps | loss at the end | "
-            "relative L2 error of u | time per step (median) | median gn_ratio, steps "
-            "1-50 / 51-end | median gn_alpha | median CG iterations |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+            "relative L2 error of u | time per step (median) | loss at block's stage "
+            "time | median gn_ratio, steps 1-50 / 51-end | median gn_alpha | "
+            "median CG iterations | interface mismatch at the end |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    ref = sum(x["time_step"] for x in results[0]["rows"])  # block's stage time
     lines = []
     for r in results:
         rows = r["rows"]
@@ -75,9 +87,11 @@ def table(results: list) -> str:
         t = statistics.median(x["time_step"] for x in rows)
         cg = _median(rows, "gn_cg_iterations", 0, len(rows))
         lines.append(f"| {r['coupling']} | {marks} | {rows[-1]['loss']:.3e} | "
-                     f"{r['l2_u']:.3e} | {t:.2f} s | {_median(rows, 'gn_ratio', 0, 50)} / "
+                     f"{r['l2_u']:.3e} | {t:.2f} s | {at_time(rows, ref)} | "
+                     f"{_median(rows, 'gn_ratio', 0, 50)} / "
                      f"{_median(rows, 'gn_ratio', 50, len(rows))} | "
-                     f"{_median(rows, 'gn_alpha', 0, len(rows))} | {cg} |\n")
+                     f"{_median(rows, 'gn_alpha', 0, len(rows))} | {cg} | "
+                     f"{rows[-1].get('mismatch_space', float('nan')):.1e} |\n")
     return head + "".join(lines)
 
 
