@@ -24,6 +24,8 @@ constants, by the constraint (:meth:`InitialConstraint.cached`): a 3D Beltrami s
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ddpinn.nn.derivatives import _grad
@@ -67,6 +69,15 @@ class InitialConstraint:
                 self._cache.pop(next(iter(self._cache)))
             entry = self._cache[key] = _DataCache(self, x)
         return entry
+
+    def repeat_experts(self, n: int) -> "InitialConstraint":
+        """A copy with every expert repeated ``n`` times (expert e's copies at e*n ..
+        e*n+n-1): ``first`` and ``slope`` (E n, 1), and an empty data cache."""
+        out = copy.copy(self)
+        out.first = self.first.repeat_interleave(n, 0)
+        out.slope = self.slope.repeat_interleave(n, 0)
+        out._cache = {}
+        return out
 
     def to(self, device=None, dtype=None) -> "InitialConstraint":
         self.first = self.first.to(device=device, dtype=dtype)

@@ -38,7 +38,7 @@ from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.gn_coupling import Coupling, check_global, global_model, global_solve
 from ddpinn.training.jacobian import jacobian
-from ddpinn.training.lsq import (compact_layout, per_point_copy, per_point_rows,
+from ddpinn.training.lsq import (per_point_copy, per_point_rows, problem_layout,
                                  residual_blocks, residual_form_missing)
 from ddpinn.training.optimizers import OptimizerAdapter, register_optimizer
 
@@ -316,8 +316,7 @@ class LevenbergMarquardt(LMCore):
                          solver.decomposition.n_subdomains * solver.layout.replicas,
                          len(solver.shared), lam, max_tries, scale)
         self.solver = solver
-        self.layout = compact_layout(solver.decomposition, solver.cfg.points,
-                                     solver.problem.time_axis)
+        self.layout = problem_layout(solver.problem)
 
     def residuals_and_jacobian(self):
         """Collective (neighbour exchange). r (E, M) and J (E, M, P + n_shared)."""
@@ -409,10 +408,6 @@ class GaussNewton(OptimizerAdapter):
         if cfg.parallel.replicas > 1:
             raise ValueError(f"field '{where}.optimizer' = {stage.optimizer!r} does not run "
                              f"with parallel.replicas = {cfg.parallel.replicas}: use 1")
-        if cfg.domain.shape or cfg.boundary:
-            raise ValueError(f"field '{where}.optimizer' = {stage.optimizer!r} does not run "
-                             f"on a domain with 'domain.shape' or '[[boundary]]' conditions "
-                             f"yet: use adam, lbfgs, ssbfgs or ssbroyden")
         check_global(stage, conditions, cfg, where)
 
     @classmethod

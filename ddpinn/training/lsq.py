@@ -19,6 +19,11 @@ order in slots, zero rows where it has fewer sides than the slots), never of the
 other experts, so a least-squares optimizer does the same arithmetic for an expert on any
 rank count. :func:`compact_layout` sizes the blocks to the maxima over the decomposition.
 
+On a domain with a shape or ``[[boundary]]`` tables the boundary block is one row per
+condition entry and output, sqrt(w_bc * w) * (A u + b grad u . n - g) (E, K * m), each entry
+reading one row of the batch; the data block gathers every expert's data and observation
+rows, padded to the decomposition's maximum (:func:`_shape_blocks`).
+
 Only conditions with a residual form (:mod:`ddpinn.interface.conditions`) can be written so;
 :func:`residual_form_missing` names the others.
 """
@@ -27,11 +32,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS, ConditionSet
 from ddpinn.nn.taylor_engine import make_fields
+from ddpinn.training.boundary_loss import boundary_residual, output_gradients
 
 
 def residual_form_missing(conditions) -> list:
@@ -42,19 +49,41 @@ def residual_form_missing(conditions) -> list:
 @dataclass(frozen=True)
 class Layout:
     """Rows of the boundary and data blocks after the interior rows, and interface slots per
-    expert: maxima over the whole decomposition, so the same on every rank."""
+    expert: maxima over the whole decomposition, so the same on every rank.
+
+    On a batch with boundary rows (a shape or ``[[boundary]]`` tables) ``res_rows`` is the
+    most interior rows of a subdomain, ``data_rows`` the most data rows (points.data and
+    observations), and ``bc_rows`` is unused: the boundary block has the batch's entries K,
+    already the maximum over the decomposition. ``res_rows`` None: a box batch."""
 
     bc_rows: int
     data_rows: int
     slots: int
+    res_rows: int | None = None
 
 
-def compact_layout(decomposition, points_cfg, time_axis=None) -> Layout:
-    """The smallest rank-independent :class:`Layout` of a decomposition (one replica)."""
-    faces = int(decomposition.boundary_face_mask(time_axis).sum(axis=(1, 2)).max())
+def compact_layout(decomposition, points_cfg, time_axis=None, shape_counts=None,
+                   observation_counts=None) -> Layout:
+    """The smallest rank-independent :class:`Layout` of a decomposition (one replica).
+
+    ``shape_counts``: the :class:`~ddpinn.training.points_shape.ShapeCounts` of a cut
+    decomposition; ``observation_counts``: (S,) observation rows of every subdomain."""
     counts = decomposition.interface_counts()
     slots = int(counts.max()) if len(counts) and points_cfg.interface else 0
-    return Layout(points_cfg.boundary * faces, points_cfg.data, slots)
+    obs = observation_counts if observation_counts is not None else np.zeros(1, np.int64)
+    if shape_counts is not None:
+        data = int((np.asarray(shape_counts.data) + obs).max())
+        return Layout(0, data, slots, int(shape_counts.interior.max()))
+    faces = int(decomposition.boundary_face_mask(time_axis).sum(axis=(1, 2)).max())
+    # Observation rows follow every other row: the data block then runs to the end.
+    data = points_cfg.data if not int(np.max(obs)) else 0
+    return Layout(points_cfg.boundary * faces, data, slots)
+
+
+def problem_layout(problem) -> Layout:
+    """:func:`compact_layout` of a :class:`~ddpinn.problem.Problem` (box or shape)."""
+    return compact_layout(problem.decomposition, problem.cfg.points, problem.time_axis,
+                          problem.shape_counts, problem.observation_counts)
 
 
 def residual_blocks(model, pde, params, batch, plan, comm, conditions, cond_weights, weights,
@@ -72,9 +101,13 @@ def residual_blocks(model, pde, params, batch, plan, comm, conditions, cond_weig
 
     ``layout``: a :class:`Layout` (:func:`compact_layout`) leaves out rows that are zero for
     every expert of the decomposition; None: all padded rows, one interface slot per face.
+
+    A batch with ``boundary_rows`` (a shape or ``[[boundary]]`` tables) gets its boundary
+    block from those entries (:func:`_shape_blocks`), each reading one row of the batch.
     """
     conditions = ConditionSet.of(conditions)
     E, N, d = batch.x.shape
+    bc = batch.boundary_rows
     x, n_copies, side_plan = batch.x.detach(), N, plan
     if per_point is not None:
         model, params = per_point
@@ -90,12 +123,37 @@ def residual_blocks(model, pde, params, batch, plan, comm, conditions, cond_weig
     mine = exchange.interface_values(side_plan, fields, res_flat, pde, params, quantities)
     handle = exchange.post(plan, comm, mine)
     res = res_flat.reshape(E, n_copies, -1)[:, :N]
-    blocks = [_pde_rows(res, batch, weights, causal, residual_weights)]
+    u = fields.u.reshape(E, n_copies, -1)[:, :N]  # (E, N, m)
+    if bc is None:
+        layout = layout or Layout(N - _interior_rows(batch), 0, 2 * d)
+        blocks, cols = _box_blocks(res, u, batch, weights, causal, residual_weights, layout)
+    else:
+        layout = layout or Layout(0, N, 2 * d, N)
+        grad = None
+        if bc.needs_gradient:  # (E, N, m, d)
+            grad = output_gradients(fields, u.shape[-1]).reshape(E, n_copies, -1, d)[:, :N]
+        blocks, cols = _shape_blocks(res, u, grad, batch, weights, causal, residual_weights,
+                                     layout)
+    other = exchange.complete(plan, comm, mine, handle)
+    rows, widths = _interface_rows(plan, mine, other, conditions, cond_weights,
+                                   batch.interface_fraction, E, layout.slots)
+    blocks.append(rows)
+    r = torch.cat(blocks, dim=1)
+    if per_point is not None:
+        cols = cols() + _interface_points(widths, plan, E, N, layout.slots)
+        return r, torch.cat([c.to(r.device) for c in cols], 1)
+    return r
+
+
+def _box_blocks(res, u, batch, weights, causal, residual_weights, layout):
+    """PDE, boundary and data rows of a box batch (padded rows, boundary values in
+    ``bc_w``/``bc_target``): a list of blocks (E, M_i), and a function giving their points
+    (a list of (E, M_i) long)."""
+    E, N = u.shape[:2]
     k_int = _interior_rows(batch)
-    layout = layout or Layout(N - k_int, 0, 2 * d)
+    blocks = [_pde_rows(res, batch, weights, causal, residual_weights, k_int)]
     ends = [k_int + layout.bc_rows, k_int + layout.bc_rows + layout.data_rows]
     ends[1] = N if layout.data_rows == 0 else ends[1]
-    u = fields.u.reshape(E, n_copies, -1)[:, :N]  # (E, N, m)
     spans = []
     for w, target, scale, end in ((batch.bc_w, batch.bc_target, weights.boundary, ends[0]),
                                   (batch.data_w, batch.data_target, weights.data, ends[1])):
@@ -104,35 +162,74 @@ def residual_blocks(model, pde, params, batch, plan, comm, conditions, cond_weig
         rows = slice(k_int, min(end, N))
         blocks.append(((u[:, rows] - target[:, rows]) * (scale * w[:, rows]).sqrt()).flatten(1))
         spans.append(rows)
-    other = exchange.complete(plan, comm, mine, handle)
-    rows, widths = _interface_rows(plan, mine, other, conditions, cond_weights,
-                                   batch.interface_fraction, E, layout.slots)
-    blocks.append(rows)
-    r = torch.cat(blocks, dim=1)
-    if per_point is not None:
-        return r, _row_points(blocks, spans, widths, batch, plan, k_int, layout.slots)
-    return r
+
+    def points():
+        cols = [torch.arange(k_int).repeat_interleave(blocks[0].shape[1] // max(k_int, 1))
+                .expand(E, -1)]
+        for b, rows in zip(blocks[1:], spans):
+            n = rows.stop - rows.start
+            cols.append(torch.arange(rows.start, rows.stop).repeat_interleave(b.shape[1] // n)
+                        .expand(E, -1))
+        return cols
+
+    return blocks, points
 
 
-def _row_points(blocks, spans, widths, batch, plan, k_int, slots) -> torch.Tensor:
-    """The point (row of the batch) each residual row depends on: (E, M) long.
+def _shape_blocks(res, u, grad, batch, weights, causal, residual_weights, layout):
+    """PDE, boundary-condition and data rows of a batch with ``boundary_rows``: blocks
+    (E, M_i) and a function giving their points ((E, M_i) long each).
 
-    Mirrors the layout of :func:`residual_blocks`; rows of empty interface slots (all
-    zero, no point) are given -1."""
-    E, N = batch.x.shape[:2]
-    cols = [torch.arange(k_int).repeat_interleave(blocks[0].shape[1] // max(k_int, 1))
-            .expand(E, -1)]
-    for b, rows in zip(blocks[1:-1], spans):
-        n = rows.stop - rows.start
-        cols.append(torch.arange(rows.start, rows.stop).repeat_interleave(b.shape[1] // n)
-                    .expand(E, -1))
+    Subdomains differ in their counts of interior, boundary and data rows, so each block
+    has the decomposition's maximum of rows (``layout``) and every row of weight 0 is given
+    no point (-1): it is identically zero, and adds no backward pass to the Jacobian."""
+    bc, m = batch.boundary_rows, u.shape[-1]
+    k = layout.res_rows if layout.res_rows is not None else u.shape[1]
+    pde = _pde_rows(res, batch, weights, causal, residual_weights, k)
+    q = pde.shape[1] // max(k, 1)
+    bc_w = weights.boundary * bc.w  # (E, K, m)
+    blocks = [pde, (boundary_residual(bc, u, grad) * bc_w.sqrt()).flatten(1)]
+    idx = _data_rows(batch.data_w, min(layout.data_rows, u.shape[1]))  # (E, D)
+    safe = idx.clamp(min=0)[..., None].expand(-1, -1, m)
+    data_w = torch.gather(batch.data_w, 1, safe) * (idx >= 0)[..., None].to(u.dtype)
+    if idx.shape[1]:
+        diff = torch.gather(u, 1, safe) - torch.gather(batch.data_target, 1, safe)
+        blocks.append((diff * (weights.data * data_w).sqrt()).flatten(1))
+
+    def points():
+        rows = torch.arange(k, device=u.device).expand(len(u), -1)
+        cols = [torch.where(batch.res_w[:, :k] > 0, rows, -1).repeat_interleave(q, 1),
+                torch.where(bc.w > 0, bc.rows[..., None], -1).flatten(1)]
+        if idx.shape[1]:
+            cols.append(torch.where(data_w > 0, idx[..., None], -1).flatten(1))
+        return cols
+
+    return blocks, points
+
+
+def _data_rows(data_w, n_rows: int) -> torch.Tensor:
+    """The rows with data of every expert, in row order, padded with -1 to ``n_rows``:
+    (E, n_rows) long."""
+    has = data_w.detach().abs().sum(-1) > 0  # (E, N)
+    n = has.sum(1)
+    if len(n) and int(n.max()) > n_rows:
+        raise ValueError(f"an expert has {int(n.max())} data rows, more than the "
+                         f"{n_rows} of the decomposition's layout")
+    order = torch.argsort((~has).to(torch.int8), dim=1, stable=True)[:, :n_rows]
+    keep = torch.arange(n_rows, device=data_w.device) < n[:, None]
+    return torch.where(keep, order, -1)
+
+
+def _interface_points(widths, plan, E, N, slots) -> list:
+    """Points of the interface rows (a list of one (E, slots * n * c) long, or none);
+    rows of empty slots (all zero, no point) are given -1."""
+    cols = []
     if widths:
         point = plan.rows - plan.expert[:, None] * N  # (S, n), the sides' own rows
         side_rows = torch.cat([point.repeat_interleave(w, 1) for w in widths], dim=1)
         out = side_rows.new_full((E, slots, side_rows.shape[1]), -1)
         out = out.index_put((plan.expert, _side_slot(plan)), side_rows)
         cols.append(out.flatten(1))
-    return torch.cat(cols, dim=1)
+    return cols
 
 
 def per_point_rows(n_rows: int) -> int:
@@ -160,10 +257,7 @@ def per_point_copy(model, params: dict, n: int):
         leaves += list(new)
     rep.sids = [s for s in model.sids for _ in range(n)]
     if model.output_transform is not None:
-        t = copy.copy(model.output_transform)
-        t.first, t.slope = t.first.repeat_interleave(n, 0), t.slope.repeat_interleave(n, 0)
-        t._cache = {}
-        rep.output_transform = t
+        rep.output_transform = model.output_transform.repeat_experts(n)
     params = dict(params)
     for name, v in list(params.items()):
         if isinstance(v, torch.Tensor) and v.requires_grad:
@@ -177,9 +271,8 @@ def _interior_rows(batch) -> int:
     return int((batch.res_w[0] > 0).sum()) if batch.res_w.shape[0] else 0
 
 
-def _pde_rows(res, batch, weights, causal, residual_weights) -> torch.Tensor:
-    """sqrt-weighted PDE residual of the interior rows, (E, k_int * q)."""
-    k = _interior_rows(batch)
+def _pde_rows(res, batch, weights, causal, residual_weights, k: int) -> torch.Tensor:
+    """sqrt-weighted PDE residual of the first ``k`` rows, (E, k * q)."""
     w = batch.res_w  # (E, N)
     if causal is not None:
         w = w * causal(res.detach().pow(2).sum(-1))

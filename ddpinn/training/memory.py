@@ -190,6 +190,13 @@ def residual_rows(problem, n_rows: int) -> int:
     names = {c for cs in [problem.conditions, *problem.stage_conditions] for c in cs.names}
     q = len(pde.equation_names())
     widths = sum(values_per_point(CONDITIONS[c].needs, pde.n_out, q, d) for c in names)
+    if problem.shape_counts is not None:  # the blocks' own maxima over the subdomains
+        from ddpinn.training.lsq import problem_layout
+
+        lay = problem_layout(problem)
+        entries = max(int(problem.shape_counts.entries.max()), 1)
+        return (lay.res_rows * q + (entries + lay.data_rows) * pde.n_out
+                + lay.slots * cfg.points.interface * widths)
     return n_rows * (q + 2 * pde.n_out) + 2 * d * cfg.points.interface * widths
 
 

@@ -78,6 +78,30 @@ def test_nan_loss_in_a_gauss_newton_stage_rolls_back(tmp_path):
     assert np.all(np.isfinite(gn)) and np.all(np.diff(gn) <= 0)
 
 
+# A domain with a shape: an L-shape with a hole (12 cut and whole cells, E = 12, 6, 3 per
+# rank), Dirichlet data outside and a Neumann condition on the hole, as Gauss-Newton rows.
+SHAPE_CASE = HERE / "cases" / "shape_invariance.toml"
+SHAPE_SETS = (f"stages.0.steps={ADAM}", 'stages.1.optimizer="gauss_newton"',
+              f"stages.1.steps={GN}", "stages.1.max_evals=4", "network.width=8",
+              "points.interior=32", "points.boundary=8", "points.interface=6")
+
+
+def test_shaped_domain_same_trajectory_on_1_2_and_4_ranks_and_the_loss_decreases(tmp_path):
+    got = {}
+    for ranks in (1, 2, 4):
+        check(run_case(ranks, SHAPE_CASE, tmp_path / f"ranks{ranks}", *SHAPE_SETS)[0])
+        got[ranks] = losses(tmp_path / f"ranks{ranks}")
+    steps = list(range(ADAM + GN))
+    ref = np.array([got[1][s] for s in steps])
+    for ranks in (2, 4):
+        assert sorted(got[ranks]) == steps
+        other = np.array([got[ranks][s] for s in steps])
+        assert np.max(np.abs(other - ref) / np.abs(ref)) <= 1e-10
+    gn = ref[ADAM:]
+    assert np.all(np.diff(gn) <= 0) and gn[-1] < 0.5 * ref[ADAM - 1]
+    assert "gn_ratio" in rows(tmp_path / "ranks1")[-1]
+
+
 # The coupled step (coupling = "global"): 8 subdomains of Poisson (E = 8, 4, 2 per rank),
 # symmetric and one-sided conditions, every product H v exchanging interface rows.
 GLOBAL = ('case.dtype="float64"', "decomposition.grid=[4, 2]", "network.width=8",
