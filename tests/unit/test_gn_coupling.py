@@ -27,8 +27,8 @@ CONDS = '["average_solution", "interface_residual", "normal_derivative_continuit
 GLOBAL = ('stages.1.optimizer="gauss_newton"', 'stages.1.coupling="global"')
 
 
-def _solver(width):
-    cfg = load(CASES / "poisson2d.toml",
+def _solver(width, case=CASES / "poisson2d.toml"):
+    cfg = load(case,
                ["case.dtype=float64", f"network.width={width}", "network.depth=1",
                 "points.interior=40", "points.boundary=8", "points.interface=5",
                 f"interface.conditions={CONDS}", *GLOBAL,
@@ -70,16 +70,21 @@ def _brute_force(s, lm, monkeypatch):
     return R.detach(), torch.stack(rows)
 
 
-@pytest.mark.parametrize("width", [4, 32])  # parameter space (M >= P) and sample space
+# parameter space (M >= P), sample space, and a cut domain (an L-shape with a hole)
+@pytest.mark.parametrize("width, case", [(4, CASES / "poisson2d.toml"),
+                                         (32, CASES / "poisson2d.toml"),
+                                         (4, MPI_CASES / "shape_invariance.toml")],
+                         ids=["box-parameter", "box-sample", "shape"])
 def test_matrix_free_product_and_pcg_match_the_brute_force_gauss_newton_matrix(
-        width, monkeypatch):
-    s = _solver(width)
+        width, case, monkeypatch):
+    s = _solver(width, case)
     lm = LevenbergMarquardt(s)
     lm.cg_settings = (20, 1e-3)
     r, J = lm.residuals_and_jacobian()
     E, M, P = J.shape
     gram, space = expert_blocks(J)
     assert space == ("parameter" if width == 4 else "sample")
+    assert s.plan.n_sides >= 2 * E
     R, JR = _brute_force(s, lm, monkeypatch)
     H = JR.T @ JR  # (E P, E P)
     # The gradient is the detached one of every expert (checks the 1/sqrt 2 weighting).
@@ -92,9 +97,9 @@ def test_matrix_free_product_and_pcg_match_the_brute_force_gauss_newton_matrix(
     Hv = torch.cat(apply_h(lm.coupling, Js, vs, 0.0)).reshape(-1)
     want = H @ v.reshape(-1)
     assert float((Hv - want).norm() / want.norm()) < 1e-10
-    # block Jacobi alone is visibly different: the coupling matters here
+    # block Jacobi alone is far from it (over 1e-3 of |H v| on the box, 9e-4 on the shape)
     block = torch.einsum("emp,emq,eq->ep", J, J, v).reshape(-1)
-    assert float((block - want).norm() / want.norm()) > 1e-3
+    assert float((block - want).norm() / want.norm()) > 1e-4
     assert sum(curvature_terms(lm.coupling, Js, vs)) == \
         pytest.approx(float(v.reshape(-1) @ want), rel=1e-10)
     # PCG with many iterations solves (H + lam I) d = -g
