@@ -25,6 +25,11 @@ clipped to [0, 1]): lambda *= max(1/3, 1 - (2 rho - 1)^3). No decrease (or a
 NaN) -> lambda *= nu, nu *= 2, and the step is solved again, up to ``stages.max_evals``
 tries; then the point is kept. So every rank takes the same branches, and the loss never
 increases.
+
+With ``coupling = "global"`` the interface coupling is kept: the step solves the
+Gauss-Newton system of the whole objective by CG with the block-Jacobi matrices as
+preconditioner, and the model's curvature is the coupled one
+(:mod:`ddpinn.training.gn_coupling`).
 """
 from __future__ import annotations
 
@@ -320,6 +325,7 @@ class LevenbergMarquardt(LMCore):
 
     def residuals_and_jacobian(self):
         """Collective (neighbour exchange). r (E, M) and J (E, M, P + n_shared)."""
+        self._owned_of = self._owned = None  # the last step's copies of J (gn_coupling)
         s = self.solver
         n_local = s.model.n_experts
         N = per_point_rows(s.batch.x.shape[1])
@@ -366,7 +372,10 @@ class GaussNewton(OptimizerAdapter):
     ``gn_ratio`` (actual over block-predicted decrease of the full step), ``gn_alpha`` (the
     step length taken) and ``gn_tries``. The step is the stage's ``lr`` (default 1) times
     the LM step; schedules do not apply. Stage fields: ``damping`` (initial lambda),
-    ``max_evals`` (tries per step)."""
+    ``max_evals`` (tries per step), ``coupling`` ("block", or "global": the coupled step of
+    :mod:`ddpinn.training.gn_coupling`, with ``cg_iterations`` and ``cg_tolerance``; it
+    logs ``gn_cg_iterations`` and ``gn_cg_residual``, and ``gn_ratio`` is then over the
+    coupled model's predicted decrease)."""
 
     default_lr = 1.0
 
