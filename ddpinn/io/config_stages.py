@@ -23,6 +23,9 @@ class StageSection:
     history: int = 50
     max_evals: int = 25
     damping: float = 1e-3  # gauss_newton: initial Levenberg-Marquardt damping lambda
+    coupling: str = "block"  # gauss_newton: "block" (Jacobi) or "global" (PCG, coupled)
+    cg_iterations: int = 20  # gauss_newton, coupling = "global": CG iterations per solve
+    cg_tolerance: float = 1e-3  # ... and its relative residual at which CG stops
     # interface conditions of this stage (default: the case's): a list or {space, time}
     conditions: Optional[Union[list, dict]] = None
     causal: bool = True  # causal weights in this stage (when [causal] chunks > 0)
@@ -116,3 +119,24 @@ def validate_stages(cfg, dtypes) -> None:
         st.dtype = cfg.case.dtype if st.dtype is None else st.dtype
         check_choice(path + "dtype", st.dtype, list(dtypes))
         _check_rules(path, st)
+        _check_coupling(path, st)
+
+
+def _check_coupling(path: str, st: StageSection) -> None:
+    """``coupling`` one of :data:`~ddpinn.training.gn_coupling.COUPLINGS` ("global" in
+    gauss_newton stages only), ``cg_iterations`` an integer >= 1, ``cg_tolerance`` in
+    (0, 1)."""
+    from ddpinn.training.gn_coupling import COUPLINGS
+
+    check_choice(path + "coupling", st.coupling, list(COUPLINGS))
+    if st.coupling != "block" and st.optimizer != "gauss_newton":
+        raise _error(path + "coupling", st.coupling, f"'block' for optimizer "
+                     f"{st.optimizer!r} (the coupled step is gauss_newton's)")
+    it = st.cg_iterations
+    if not isinstance(it, int) or isinstance(it, bool) or it < 1:
+        raise _error(path + "cg_iterations", it, "an integer >= 1 (CG iterations per solve)")
+    tol = st.cg_tolerance
+    if not _is_number(tol) or not 0 < tol < 1:
+        raise _error(path + "cg_tolerance", tol, "a number in (0, 1) (the relative residual "
+                                                  "at which CG stops)")
+    st.cg_tolerance = float(tol)

@@ -25,6 +25,11 @@ clipped to [0, 1]): lambda *= max(1/3, 1 - (2 rho - 1)^3). No decrease (or a
 NaN) -> lambda *= nu, nu *= 2, and the step is solved again, up to ``stages.max_evals``
 tries; then the point is kept. So every rank takes the same branches, and the loss never
 increases.
+
+With ``coupling = "global"`` the interface coupling is kept: the step solves the
+Gauss-Newton system of the whole objective by CG with the block-Jacobi matrices as
+preconditioner, and the model's curvature is the coupled one
+(:mod:`ddpinn.training.gn_coupling`).
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import torch
 
 from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
+from ddpinn.training.gn_coupling import Coupling, check_global, global_model, global_solve
 from ddpinn.training.jacobian import jacobian
 from ddpinn.training.lsq import (per_point_copy, per_point_rows, problem_layout,
                                  residual_blocks, residual_form_missing)
@@ -74,24 +80,42 @@ def expert_blocks(J: torch.Tensor):
     return gram, ("parameter" if M >= P else "sample")
 
 
-def damped_solve(J, gram, space, Y, lam: float) -> list:
+def damped_factors(gram, lam: float) -> list:
+    """Cholesky factor of every expert's damped Gram matrix ``gram_e + lam I``: a list of
+    (1, n, n), None where it is not positive definite in floating point. On one thread
+    (LAPACK splits a blocked factorisation over its threads, and its bits then depend on
+    their number), each on its own storage (see :func:`_own`)."""
+    out = []
+    for A in gram:
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        with one_thread():
+            L, info = torch.linalg.cholesky_ex(A + lam * eye)
+        out.append(None if int(info.max()) else L)
+    return out
+
+
+def factor_solve(L, rhs: torch.Tensor) -> torch.Tensor:
+    """``(L L^T)^-1 rhs`` for one expert's factor (1, n, n) and rhs (1, n, c); NaN where the
+    factorisation failed (L None)."""
+    if L is None:
+        return torch.full_like(rhs, math.nan)
+    with one_thread():
+        return torch.cholesky_solve(rhs, L)
+
+
+def damped_solve(J, gram, space, Y, lam: float, factors=None) -> list:
     """``(J_e^T J_e + lam I)^-1 J_e^T Y_e`` for every expert: a list of (1, P, c).
 
     Y (E, M, c). In sample space through ``J^T (J J^T + lam I)^-1 Y`` (the same).
-    Cholesky per expert, each on its own storage (see :func:`_own`) and on one thread
-    (LAPACK splits a blocked factorisation over its threads, and its bits then depend on
-    their number), so each expert's bits depend neither on how many experts a rank owns
-    nor on its thread count."""
+    ``factors``: those of :func:`damped_factors` for ``lam`` (None: factorised here).
+    Each expert's bits depend neither on how many experts a rank owns nor on its thread
+    count (:func:`damped_factors`)."""
+    factors = damped_factors(gram, lam) if factors is None else factors
     out = []
-    for e, A in enumerate(gram):
-        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    for e, L in enumerate(factors):
         Je, Ye = _own(J, e), _own(Y, e)
         rhs = bmm(Je.transpose(1, 2), Ye) if space == "parameter" else Ye
-        with one_thread():
-            L, info = torch.linalg.cholesky_ex(A + lam * eye)
-            z = torch.cholesky_solve(rhs, L)
-        if int(info.max()):  # not positive definite in floating point: no step (NaN)
-            z = torch.full_like(z, math.nan)
+        z = factor_solve(L, rhs)  # no factor: no step (NaN)
         out.append(z if space == "parameter" else bmm(Je.transpose(1, 2), z))
     return out
 
@@ -132,6 +156,8 @@ class LMCore:
         self.max_tries, self.scale = int(max_tries), float(scale)
         self.current = None  # (loss, metrics) at the current point, None: evaluate
         self.last = {}  # diagnostics of the last step
+        # coupled step (gn_coupling): a Coupling, and (max CG iterations, tolerance)
+        self.coupling, self.cg_settings, self.cg_last = None, None, {}
 
     def residuals_and_jacobian(self):
         """Collective. r (E, M) and J (E, M, P + n_shared) at the current point."""
@@ -189,7 +215,10 @@ class LMCore:
         unknowns couple every expert: the system is an arrow, [A_e, C_e; C_e^T, S] with
         A_e = J_e^T J_e + lam I, C_e = J_e^T J_se, S = sum_e J_se^T J_se + lam I, solved
         exactly through the Schur complement S - sum_e C_e^T A_e^-1 C_e (k x k), whose
-        per-expert terms are summed exactly (:func:`reproducible_sum`)."""
+        per-expert terms are summed exactly (:func:`reproducible_sum`). With a coupling,
+        the coupled step instead (:func:`~ddpinn.training.gn_coupling.global_solve`)."""
+        if self.coupling is not None:
+            return global_solve(self, J, r, gram, space)
         k = self.n_shared
         P = J.shape[-1] - k
         Jd, Js = J[..., :P], J[..., P:]
@@ -221,7 +250,10 @@ class LMCore:
         """Collective. ``(slope, curvature)`` of the block model along the step (d, ds),
         global: m(alpha) = -(alpha * slope + alpha^2 * curvature) is its predicted decrease,
         with slope = sum_e 2 r_e . J_e [d_e, ds] (the exact directional derivative of the
-        objective) and curvature = sum_e |J_e [d_e, ds]|^2 (interface coupling left out)."""
+        objective) and curvature = sum_e |J_e [d_e, ds]|^2 (interface coupling left out;
+        with a coupling, the coupled one: :func:`~ddpinn.training.gn_coupling.global_model`)."""
+        if self.coupling is not None:
+            return global_model(self, J, r, d)
         step = torch.cat([d, ds.to(d).expand(len(d), -1)], 1)
         per = torch.zeros(len(d), 2, dtype=torch.float64)
         for e in range(len(d)):
@@ -293,6 +325,7 @@ class LevenbergMarquardt(LMCore):
 
     def residuals_and_jacobian(self):
         """Collective (neighbour exchange). r (E, M) and J (E, M, P + n_shared)."""
+        self._owned_of = self._owned = None  # the last step's copies of J (gn_coupling)
         s = self.solver
         n_local = s.model.n_experts
         N = per_point_rows(s.batch.x.shape[1])
@@ -307,6 +340,8 @@ class LevenbergMarquardt(LMCore):
             residual_weights=s.problem.residual_weights, per_point=(rep, rparams),
             layout=self.layout)
         J = jacobian(r, points, rleaves, N)
+        if self.cg_settings is not None:  # the plan changes with the points
+            self.coupling = Coupling.of(s, self.layout)
         return r.detach(), J
 
     def get(self):
@@ -337,7 +372,10 @@ class GaussNewton(OptimizerAdapter):
     ``gn_ratio`` (actual over block-predicted decrease of the full step), ``gn_alpha`` (the
     step length taken) and ``gn_tries``. The step is the stage's ``lr`` (default 1) times
     the LM step; schedules do not apply. Stage fields: ``damping`` (initial lambda),
-    ``max_evals`` (tries per step)."""
+    ``max_evals`` (tries per step), ``coupling`` ("block", or "global": the coupled step of
+    :mod:`ddpinn.training.gn_coupling`, with ``cg_iterations`` and ``cg_tolerance``; it
+    logs ``gn_cg_iterations`` and ``gn_cg_residual``, and ``gn_ratio`` is then over the
+    coupled model's predicted decrease)."""
 
     default_lr = 1.0
 
@@ -345,9 +383,12 @@ class GaussNewton(OptimizerAdapter):
         super().__init__(solver, stage, lr)
         self.opt = LevenbergMarquardt(solver, lam=stage.damping, max_tries=stage.max_evals,
                                       scale=lr)
+        if stage.coupling == "global":
+            self.opt.cg_settings = (stage.cg_iterations, stage.cg_tolerance)
 
     def step(self, closure, record):
         loss, metrics = self.opt.step(closure)
+        metrics = {**metrics, **self.opt.cg_last}
         record(loss, metrics)
         return loss, metrics
 
@@ -376,6 +417,7 @@ class GaussNewton(OptimizerAdapter):
         if cfg.parallel.replicas > 1:
             raise ValueError(f"field '{where}.optimizer' = {stage.optimizer!r} does not run "
                              f"with parallel.replicas = {cfg.parallel.replicas}: use 1")
+        check_global(stage, conditions, cfg, where)
 
     @classmethod
     def memory_bytes(cls, stage, params, largest_param, rows=0.0):

@@ -100,3 +100,33 @@ def test_shaped_domain_same_trajectory_on_1_2_and_4_ranks_and_the_loss_decreases
     gn = ref[ADAM:]
     assert np.all(np.diff(gn) <= 0) and gn[-1] < 0.5 * ref[ADAM - 1]
     assert "gn_ratio" in rows(tmp_path / "ranks1")[-1]
+
+
+# The coupled step (coupling = "global"): 8 subdomains of Poisson (E = 8, 4, 2 per rank),
+# symmetric and one-sided conditions, every product H v exchanging interface rows.
+GLOBAL = ('case.dtype="float64"', "decomposition.grid=[4, 2]", "network.width=8",
+          "network.depth=2", "points.interior=160", "points.boundary=16",
+          "points.interface=8", 'interface.conditions=["average_solution", '
+          '"interface_residual", "normal_derivative_continuity"]',
+          "interface.weights={average_solution = 10.0, interface_residual = 0.01, "
+          "normal_derivative_continuity = 0.1}", "stages.0.steps=3",
+          'stages.1.optimizer="gauss_newton"', "stages.1.steps=5", "stages.1.max_evals=4",
+          'stages.1.coupling="global"', "stages.1.cg_iterations=8", "output.eval_every=0",
+          "output.checkpoint_every=0")
+
+
+def test_global_coupling_same_bits_on_1_2_and_4_ranks(tmp_path):
+    got = {}
+    for ranks in (1, 2, 4):
+        check(run_case(ranks, ROOT / "cases" / "poisson2d.toml", tmp_path / f"r{ranks}",
+                       *GLOBAL)[0])
+        got[ranks] = rows(tmp_path / f"r{ranks}")
+    steps = [r["step"] for r in got[1]]
+    assert steps == list(range(8))
+    for ranks in (2, 4):
+        assert [r["loss"] for r in got[ranks]] == [r["loss"] for r in got[1]]
+    gn = got[1][3:]
+    assert all(1 <= r["gn_cg_iterations"] <= 8 for r in gn)
+    assert [r["gn_cg_iterations"] for r in got[4][3:]] == [r["gn_cg_iterations"] for r in gn]
+    loss = [r["loss"] for r in gn]
+    assert np.all(np.diff(loss) <= 0) and loss[-1] < 0.5 * got[1][2]["loss"]
