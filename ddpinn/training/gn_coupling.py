@@ -34,6 +34,7 @@ from ddpinn.interface.conditions import CONDITIONS, ConditionSet
 from ddpinn.interface.quantities import QUANTITIES
 from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
+from ddpinn.training.gn_blocks import _own, damped_factors, factor_solve
 from ddpinn.training.lsq import _side_slot
 
 COUPLINGS = ("block", "global")
@@ -226,7 +227,6 @@ def pcg(coupling, Js: list, precond, b: list, lam: float, comm, n_total: int,
 # -- the hooks of LMCore -----------------------------------------------------------------
 def _owned(core, J) -> list:
     """Every expert's J_e (1, M, P) on its own float64 storage, once per Jacobian."""
-    from ddpinn.training.gauss_newton import _own
 
     if getattr(core, "_owned_of", None) is not J:
         core._owned_of, core._owned = J, [_own(J, e) for e in range(J.shape[0])]
@@ -237,7 +237,6 @@ def block_jacobi(Js: list, factors: list, space: str, lam: float):
     """The preconditioner: z -> (J_e^T J_e + lam I)^-1 z_e per expert, through the factors
     of the parameter-space or sample-space Gram matrices (in sample space through
     (J^T J + lam I)^-1 z = (z - J^T (J J^T + lam I)^-1 J z) / lam)."""
-    from ddpinn.training.gauss_newton import factor_solve
 
     def apply(z: list) -> list:
         if space == "parameter":
@@ -252,7 +251,6 @@ def global_solve(core, J, r, gram, space):
     :class:`~ddpinn.training.gauss_newton.LMCore` (no shared unknowns): PCG on
     (H + lam I) d = -J^T r; its iterations and final relative residual in
     ``core.cg_last``."""
-    from ddpinn.training.gauss_newton import _own, damped_factors
 
     Js = _owned(core, J)
     precond = block_jacobi(Js, damped_factors(gram, core.lam), space, core.lam)
@@ -268,7 +266,6 @@ def global_solve(core, J, r, gram, space):
 def global_model(core, J, r, d) -> tuple:
     """Collective. ``(slope, curvature)`` of the coupled model along d (E, P): slope =
     sum_e 2 r_e.J_e d_e, curvature = d.H d = sum_e (J_e d_e).(J_e d_e + X_e)."""
-    from ddpinn.training.gauss_newton import _own
 
     Js = _owned(core, J)
     v = [_own(d, e) for e in range(len(Js))]

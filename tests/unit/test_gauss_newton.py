@@ -13,7 +13,8 @@ from ddpinn.interface.conditions import CONDITIONS, condition
 from ddpinn.io.config import ConfigError, load
 from ddpinn.parallel import SerialComm
 from ddpinn.problem import build_problem
-from ddpinn.training.gauss_newton import LMCore, LevenbergMarquardt, damped_step, expert_blocks
+from ddpinn.training.gauss_newton import LMCore, LevenbergMarquardt
+from ddpinn.training.gn_blocks import damped_step, expert_blocks
 from ddpinn.training.context import StepContext, StepSettings
 from ddpinn.training.loss import local_loss
 from ddpinn.training.lsq import compact_layout, residual_blocks, residual_form_missing

@@ -14,8 +14,8 @@ from ddpinn.interface.conditions import CONDITIONS, condition
 from ddpinn.io.config import ConfigError, load
 from ddpinn.parallel import SerialComm
 from ddpinn.problem import build_problem
-from ddpinn.training.gauss_newton import LevenbergMarquardt, _own, damped_factors, \
-    expert_blocks
+from ddpinn.training.gauss_newton import LevenbergMarquardt
+from ddpinn.training.gn_blocks import _own, damped_factors, expert_blocks
 from ddpinn.training.gn_coupling import apply_h, block_jacobi, curvature_terms, pcg
 from ddpinn.training.lsq import residual_blocks
 from ddpinn.training.solver import Solver
