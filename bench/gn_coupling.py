@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from report import update_section  # noqa: E402
+from report import run_from_warmup, update_section  # noqa: E402
 
 CASE = "cases/poisson2d_precise.toml"
 COUPLINGS = ("block", "global")
@@ -42,16 +40,8 @@ def run(coupling: str, args) -> dict:
     the end of the warm-up; the other resumes from a copy of it."""
     root, out = Path(args.out), Path(args.out) / coupling
     warm = root / "warmup.pt"
-    if not args.collect:
-        cmd = command(coupling, args, out)
-        if warm.exists():
-            (out / "checkpoints").mkdir(parents=True)
-            shutil.copy(warm, out / "checkpoints" / f"ckpt_{args.adam:08d}.pt")
-            cmd += ["--resume", "auto"]
-        subprocess.run(cmd, check=True, cwd=ROOT)
-        if not warm.exists():
-            shutil.copy(out / "checkpoints" / f"ckpt_{args.adam:08d}.pt", warm)
-    rows = [json.loads(line) for line in open(out / "metrics.jsonl") if line.strip()]
+    cmd = None if args.collect else command(coupling, args, out)
+    rows = run_from_warmup(cmd, out, warm, args.adam, ROOT)
     stage = [r for r in rows if r["stage"] == 1 and "gn_ratio" in r]
     return {"coupling": coupling, "l2_u": json.loads((out / "errors.json").read_text())["l2_u"],
             "rows": stage}

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from report import update_section  # noqa: E402
+from report import run_from_warmup, update_section  # noqa: E402
 
 OPTIMIZERS = ("lbfgs", "ssbfgs", "ssbroyden")
 
@@ -40,16 +38,8 @@ def run(opt: str, args) -> dict:
     Adam again)."""
     root, out = Path(args.out), Path(args.out) / opt
     warm = root / "warmup.pt"
-    if not args.collect:
-        cmd = command(opt, args, out)
-        if warm.exists():
-            (out / "checkpoints").mkdir(parents=True)
-            shutil.copy(warm, out / "checkpoints" / f"ckpt_{args.adam:08d}.pt")
-            cmd += ["--resume", "auto"]
-        subprocess.run(cmd, check=True, cwd=ROOT)
-        if not warm.exists():
-            shutil.copy(out / "checkpoints" / f"ckpt_{args.adam:08d}.pt", warm)
-    rows = [json.loads(line) for line in open(out / "metrics.jsonl") if line.strip()]
+    cmd = None if args.collect else command(opt, args, out)
+    rows = run_from_warmup(cmd, out, warm, args.adam, ROOT)
     stage = [r for r in rows if r["stage"] == 1]
     return {"opt": opt, "l2_u": json.loads((out / "errors.json").read_text())["l2_u"],
             "losses": [r["loss"] for r in stage], "times": [r["time_step"] for r in stage]}
