@@ -163,9 +163,10 @@ def _jv(Js: list, v: list) -> list:
     return [bmm(J, x[..., None])[..., 0] for J, x in zip(Js, v)]
 
 
-def curvature_terms(coupling, Js: list, v: list) -> list:
-    """Collective. (J_e v_e).(J_e v_e + X_e) per expert, float64 scalars."""
-    Jv = _jv(Js, v)
+def curvature_terms(coupling, Js: list, v: list, Jv: list = None) -> list:
+    """Collective. (J_e v_e).(J_e v_e + X_e) per expert, float64 scalars (``Jv``: the
+    products J_e v_e when the caller has them)."""
+    Jv = _jv(Js, v) if Jv is None else Jv
     X = coupling.cross(Jv)
     return [float((y * (y + x)).sum()) for y, x in zip(Jv, X)]
 
@@ -227,7 +228,6 @@ def pcg(coupling, Js: list, precond, b: list, lam: float, comm, n_total: int,
 # -- the hooks of LMCore -----------------------------------------------------------------
 def _owned(core, J) -> list:
     """Every expert's J_e (1, M, P) on its own float64 storage, once per Jacobian."""
-
     if getattr(core, "_owned_of", None) is not J:
         core._owned_of, core._owned = J, [_own(J, e) for e in range(J.shape[0])]
     return core._owned
@@ -269,10 +269,11 @@ def global_model(core, J, r, d) -> tuple:
 
     Js = _owned(core, J)
     v = [_own(d, e) for e in range(len(Js))]
-    curv = curvature_terms(core.coupling, Js, v)
+    Jv = _jv(Js, v)
+    curv = curvature_terms(core.coupling, Js, v, Jv)
     per = torch.zeros(len(Js), 2, dtype=torch.float64)
-    for e, (Je, ve) in enumerate(zip(Js, v)):
-        per[e, 0] = 2 * (_own(r, e) * bmm(Je, ve[..., None])[..., 0]).sum()
+    for e, y in enumerate(Jv):
+        per[e, 0] = 2 * (_own(r, e) * y).sum()
         per[e, 1] = curv[e]
     tot = reproducible_sum(core.comm, per.numpy(), core.n_total)
     return float(tot[0]), float(tot[1])
