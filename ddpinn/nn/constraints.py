@@ -38,6 +38,21 @@ def point_set_key(x: torch.Tensor) -> tuple:
             str(x.device))
 
 
+POINT_SETS_KEPT = 4  # the few newest point sets a constraint keeps its data for
+
+
+def cached_per_point_set(cache: dict, x: torch.Tensor, make):
+    """``cache``'s entry for the point set ``x`` (:func:`point_set_key`), made by
+    ``make(x)`` when missing; the oldest entries go beyond :data:`POINT_SETS_KEPT`."""
+    key = point_set_key(x)
+    entry = cache.get(key)
+    if entry is None:
+        while len(cache) >= POINT_SETS_KEPT:
+            cache.pop(next(iter(cache)))
+        entry = cache[key] = make(x)
+    return entry
+
+
 class InitialConstraint:
     """The map N -> g + s N of the experts of one rank.
 
@@ -68,13 +83,7 @@ class InitialConstraint:
         point set: keyed by the storage, layout and version counter of ``x`` (points moved
         in place, or new points, are a new set), and holding ``x`` so that its memory is not
         reused while the entry lives. The few newest sets are kept."""
-        key = point_set_key(x)
-        entry = self._cache.get(key)
-        if entry is None:
-            while len(self._cache) >= 4:
-                self._cache.pop(next(iter(self._cache)))
-            entry = self._cache[key] = _DataCache(self, x)
-        return entry
+        return cached_per_point_set(self._cache, x, lambda pts: _DataCache(self, pts))
 
     def fields(self, inner, x: torch.Tensor, constant_data: bool = False):
         """The Fields of the constrained outputs from those of the networks (``inner``)."""

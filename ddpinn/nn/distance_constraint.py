@@ -23,7 +23,7 @@ import copy
 
 import torch
 
-from ddpinn.nn.constraints import point_set_key
+from ddpinn.nn.constraints import cached_per_point_set
 from ddpinn.nn.derivatives import _grad
 
 
@@ -50,13 +50,8 @@ class DistanceConstraint:
     def cached(self, x: torch.Tensor) -> "_Derivatives":
         """phi, g and their derivatives at ``x`` (E, N, d) as constants, once per point set
         (the few newest sets are kept)."""
-        key = point_set_key(x)
-        entry = self._cache.get(key)
-        if entry is None:
-            while len(self._cache) >= 4:
-                self._cache.pop(next(iter(self._cache)))
-            entry = self._cache[key] = _Derivatives(self, x, live=False)
-        return entry
+        return cached_per_point_set(self._cache, x,
+                                    lambda pts: _Derivatives(self, pts, live=False))
 
     def fields(self, inner, x: torch.Tensor, constant_data: bool = False):
         """The Fields of the constrained outputs from those of the networks (``inner``)."""
