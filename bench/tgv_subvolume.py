@@ -28,6 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from machine import check_device, machine_note  # noqa: E402
 from report import update_section  # noqa: E402
 
 CASE = ROOT / "cases" / "tgv3d_re1600_subvolume.toml"
@@ -35,10 +36,10 @@ DATA, REFERENCE = "tgv1600_sub.nc", "tgv1600_sub_ref.nc"
 VARIANTS = {"boundary": [], "samples": ["data.2.fraction=0.01"]}
 
 
-def make_data(folder: Path, n: int) -> str:
+def make_data(folder: Path, n: int, device: str) -> str:
     cmd = [sys.executable, "-m", "ddpinn.cli", "reference", "tgv-subvolume", "--n", str(n),
-           "--t-end", "10", "--out", str(folder / DATA), "--reference-out",
-           str(folder / REFERENCE)]
+           "--t-end", "10", "--device", device, "--out", str(folder / DATA),
+           "--reference-out", str(folder / REFERENCE)]
     if not (folder / DATA).exists():
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(cmd, check=True)
@@ -113,12 +114,18 @@ def main(argv=None) -> None:
     p.add_argument("--data", type=Path, default=ROOT / "runs" / "tgvsub")
     p.add_argument("--n", type=int, default=128, help="spectral grid of the data")
     p.add_argument("--ranks", type=int, default=4)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the spectral solver and the training run (cuda: every rank "
+                        "on the node's GPUs, parallel.device = 'cuda')")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--runs-only", action="store_true", help="report finished runs only")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="more overrides for every training run")
     args = p.parse_args(argv)
-    data_cmd = make_data(args.data, args.n)
+    check_device(args.device)
+    if args.device == "cuda":
+        args.set = [f'parallel.device="cuda"', *args.set]
+    data_cmd = make_data(args.data, args.n, args.device)
     lines, worst, n = dissipation_check(args.data)
     rows = []
     for variant in args.variants:
@@ -132,9 +139,10 @@ def main(argv=None) -> None:
         f"Data: `{data_cmd}` (spectral {n}^3, 2/3 dealiasing, RK4; the cube [pi/8, 5 pi/8]^3 "
         f"at 21 times in [8.75, 9.25], 65^3 points per time for the boundary data, 17^3 for "
         f"the reference). Its whole-box dissipation against the 512^3 DNS:", "", *lines, "",
-        f"Training: `python bench/tgv_subvolume.py --data DIR --ranks {args.ranks} {extra}`, "
-        f"case `cases/tgv3d_re1600_subvolume.toml` (2x2x2 experts, {args.ranks} ranks of a "
-        f"2-core machine); errors against the reference file on its 17^3 x 21 grid, pressure "
+        f"Training: `python bench/tgv_subvolume.py --data DIR --n {args.n} --ranks {args.ranks} "
+        f"--device {args.device} {extra}`, "
+        f"case `cases/tgv3d_re1600_subvolume.toml` (2x2x2 experts, {args.ranks} ranks; "
+        f"{machine_note(args.device)}); errors against the reference file on its 17^3 x 21 grid, pressure "
         f"with its mean removed at every time. |omega| and the dissipation rate come from the "
         f"networks' derivatives; the dissipation column is the largest relative difference of "
         f"the subvolume mean 2 nu <S_ij S_ij> over the 21 times.", "",

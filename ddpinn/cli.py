@@ -232,7 +232,8 @@ def cmd_reference(args) -> int:
 
     try:
         ref = taylor_green_reference(args.n, 1.0 / args.re, times, cfl=args.cfl,
-                                     store_velocity=not args.no_velocity, progress=progress)
+                                     store_velocity=not args.no_velocity, progress=progress,
+                                     device=args.device)
     except ValueError as exc:
         sys.stderr.write(f"ddpinn: error: {exc}\n")
         return EXIT_CONFIG
@@ -268,7 +269,8 @@ def cmd_reference_subvolume(args) -> int:
     try:
         sub = taylor_green_subvolume(args.n, 1.0 / args.re, args.lower, args.side,
                                      args.window, args.dt, grids, dt_diag=args.dt_diag,
-                                     t_end=args.t_end, cfl=args.cfl, progress=progress)
+                                     t_end=args.t_end, cfl=args.cfl, progress=progress,
+                                     device=args.device)
     except ValueError as exc:
         sys.stderr.write(f"ddpinn: error: {exc}\n")
         return EXIT_CONFIG
@@ -296,6 +298,7 @@ def _add_reference_parser(sub) -> None:
     tgv.add_argument("--no-velocity", action="store_true",
                      help="store only E, -dE/dt and enstrophy, not the fields")
     tgv.add_argument("--out", required=True, help="NetCDF file to write")
+    _add_device_argument(tgv)
     tgv.set_defaults(func=cmd_reference)
     sv = rsub.add_parser("tgv-subvolume", help="a cube of the 3D Taylor-Green vortex over a "
                          "time window, as NetCDF grid data for [[data]] tables")
@@ -318,7 +321,14 @@ def _add_reference_parser(sub) -> None:
                     help="a second, coarser file that also holds |omega| and 2 nu S_ij S_ij")
     sv.add_argument("--reference-points", type=int, default=17,
                     help="grid points per side of --reference-out")
+    _add_device_argument(sv)
     sv.set_defaults(func=cmd_reference_subvolume)
+
+
+def _add_device_argument(parser) -> None:
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                        help="where the spectral solver runs (auto: a GPU when one is "
+                             "visible); a 256^3 run needs a GPU to finish in minutes")
 
 
 def main(argv=None) -> int:

@@ -51,7 +51,7 @@ def case_data(tmp_path_factory):
     for (out, ref), args in CASE_DATA_COMMANDS.items():
         subprocess.run([sys.executable, "-m", "ddpinn.cli", *args, "--out", str(folder / out),
                         "--reference-out", str(folder / ref)], check=True,
-                       capture_output=True, env={**os.environ, "DDPINN_FFT_WORKERS": "1"})
+                       capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     old = os.environ.get("DDPINN_DATA")
     os.environ["DDPINN_DATA"] = str(folder)
     yield folder

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 
 import netCDF4
 import numpy as np
+import torch
 
 from ddpinn.io.atomic import atomic_output
 from ddpinn.references.spectral import SpectralBox, solve, taylor_green_velocity
@@ -24,13 +25,13 @@ FIELDS = ("u", "v", "w", "p")
 DERIVED = ("vorticity_magnitude", "dissipation_rate")
 
 
-def evaluate_spectrum(box: SpectralBox, fh: np.ndarray, points_1d: Sequence) -> np.ndarray:
+def evaluate_spectrum(box: SpectralBox, fh: torch.Tensor, points_1d: Sequence) -> np.ndarray:
     """Sum the Fourier series of real fields on a tensor grid.
 
     Parameters
     ----------
     box : SpectralBox
-    fh : ndarray, shape (..., n, n, n // 2 + 1)
+    fh : tensor, shape (..., n, n, n // 2 + 1), on the box's device
         ``rfftn`` spectra of real fields on the grid x_i = -pi + 2 pi i / n.
     points_1d : three 1D arrays (m_x,), (m_y,), (m_z,), any coordinates
 
@@ -39,23 +40,25 @@ def evaluate_spectrum(box: SpectralBox, fh: np.ndarray, points_1d: Sequence) -> 
     ndarray, shape (..., m_x, m_y, m_z)
     """
     n = box.n
-    k = np.fft.fftfreq(n, 1.0 / n)
-    kz = np.fft.rfftfreq(n, 1.0 / n)
+    f64 = dict(dtype=torch.float64, device=box.device)
+    k = torch.fft.fftfreq(n, 1.0 / n, **f64)
+    kz = torch.fft.rfftfreq(n, 1.0 / n, **f64)
     # A real field is the real part of the half-spectrum sum with the kz > 0 modes doubled
     # (they stand for their conjugate partners); the Nyquist modes have no partner.
-    weight = np.where((kz == 0) | (kz == n // 2), 1.0, 2.0)
+    weight = torch.where((kz == 0) | (kz == n // 2), 1.0, 2.0)
     out = fh
     for axis, (pts, kk) in enumerate(zip(points_1d, (k, k, kz))):
-        phase = np.exp(1j * np.outer(np.asarray(pts, float) + math.pi, kk))  # (m, n_k)
+        x = torch.as_tensor(np.asarray(pts, float) + math.pi, **f64)
+        phase = torch.exp(1j * torch.outer(x, kk))                          # (m, n_k)
         if axis < 2:
             phase[:, n // 2] = 0.0
         else:
             phase = phase * weight
-        out = np.moveaxis(np.tensordot(out, phase, axes=([axis - 3], [1])), -1, axis - 3)
-    return out.real / n ** 3
+        out = torch.movedim(torch.tensordot(out, phase, dims=([axis - 3], [1])), -1, axis - 3)
+    return out.real.cpu().numpy() / n ** 3
 
 
-def subvolume_fields(box: SpectralBox, uh: np.ndarray, nu: float, points_1d: Sequence,
+def subvolume_fields(box: SpectralBox, uh: torch.Tensor, nu: float, points_1d: Sequence,
                      derived: bool = False) -> dict:
     """u, v, w, p (and optionally |omega| and 2 nu S_ij S_ij) on a tensor grid.
 
@@ -138,8 +141,8 @@ def _chunks(points: int) -> tuple:
 def taylor_green_subvolume(n: int, nu: float, lower, side: float, window, dt: float,
                            grids: Sequence[SubvolumeGrid], dt_diag: float = 0.1,
                            t_end: Optional[float] = None, cfl: float = 0.5,
-                           progress: Optional[Callable[[float, int], None]] = None
-                           ) -> Subvolume:
+                           progress: Optional[Callable[[float, int], None]] = None,
+                           device="cpu") -> Subvolume:
     """Run the Taylor-Green vortex on an n^3 grid and record a cube of the flow.
 
     Parameters
@@ -149,6 +152,7 @@ def taylor_green_subvolume(n: int, nu: float, lower, side: float, window, dt: fl
     window : (t0, t1); dt : the interval of the recorded times in the window
     grids : the tensor grids to record (points per side, derived fields or not)
     dt_diag : interval of the whole-box diagnostics from 0 to ``t_end`` (default t1)
+    device : where the solver runs ("cpu", "cuda", "auto"; :func:`solve`)
     """
     lower = np.asarray(lower, dtype=np.float64).reshape(3)
     upper = lower + float(side)
@@ -173,7 +177,7 @@ def taylor_green_subvolume(n: int, nu: float, lower, side: float, window, dt: fl
                 g.values.setdefault(name, []).append(values)
 
     snaps = solve(taylor_green_velocity(n), nu, out_times, cfl=cfl, store_velocity=False,
-                  progress=progress, on_output=record)
+                  progress=progress, on_output=record, device=device)
     at_diag = np.isin(np.round(out_times, 12), np.round(diag_times, 12))
     diagnostics = {name: np.array([getattr(s, name) for s, keep in zip(snaps, at_diag) if keep])
                    for name in ("energy", "dissipation", "enstrophy")}
