@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     check_device(args.device)
     if args.device == "cuda":
-        args.set = [f'parallel.device="cuda"', *args.set]
+        args.set = ['parallel.device="cuda"', *args.set]
     data_cmd = make_data(args.data, args.n, args.device)
     lines, worst, n = dissipation_check(args.data)
     rows = []
