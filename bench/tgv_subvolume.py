@@ -10,7 +10,8 @@
    reference file, the vorticity magnitude and the subvolume's mean dissipation rate
    2 nu <S_ij S_ij> at each time against the spectral solution's, and the training time.
 
-Writes the section "Turbulence from data" of BENCHMARKS.md.
+Writes the section "Turbulence from data" of BENCHMARKS.md ("... on a GPU" with
+``--device cuda``).
 
     python bench/tgv_subvolume.py --data runs/tgvsub --ranks 4
     python bench/tgv_subvolume.py --data runs/tgvsub --runs-only   # report finished runs
@@ -148,8 +149,9 @@ def main(argv=None) -> None:
         f"the subvolume mean 2 nu <S_ij S_ij> over the 21 times.", "",
         "| data | velocity | u, v, w | p | vorticity magnitude | mean dissipation | steps | "
         "training time |", "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows])
-    update_section(ROOT / "BENCHMARKS.md", "Turbulence from data (Taylor-Green Re = 1600 "
-                   "subvolume)", text)
+    title = "Turbulence from data{} (Taylor-Green Re = 1600 subvolume)".format(
+        " on a GPU" if args.device == "cuda" else "")
+    update_section(ROOT / "BENCHMARKS.md", title, text)
     print(text)
     print(f"whole-box dissipation within {worst:.2%} of the DNS peak")
 

@@ -68,6 +68,10 @@ def cmd_info(args) -> int:
     kinds = {"space": len(d.interfaces) - n_time, "time": n_time}
     print(f"grid {list(d.grid)} -> {d.n_subdomains} subdomains, {len(d.interfaces)} interfaces "
           f"({kinds['space']} space, {kinds['time']} time)")
+    for name in cfg.decomposition.cuts:
+        a = d.box.names.index(name)
+        print(f"cells along {name} at {[round(float(v), 6) for v in d.edges[a]]} "
+              f"(decomposition.cuts)")
     if problem.shape is not None:
         from ddpinn.problem_shape import shape_summary
 

@@ -92,7 +92,11 @@ def build_problem(cfg: Config) -> Problem:
     box = box_of(cfg)
     periodic = [n in cfg.domain.periodic for n in cfg.axis_names]
     time_axis = cfg.axis_names.index("t") if cfg.has_time else None
-    decomposition = decompose(box, cfg.decomposition.grid, periodic, time_axis)
+    cuts = [cfg.decomposition.cuts.get(n) for n in cfg.axis_names]
+    try:
+        decomposition = decompose(box, cfg.decomposition.grid, periodic, time_axis, cuts)
+    except ValueError as exc:
+        raise ConfigError(f"field 'decomposition.cuts': {exc}") from None
     shape, boundary_conditions, counts = None, (), None
     if getattr(pde, "needs_boundary_tables", False) and not cfg.boundary:
         raise ConfigError(f"PDE {pde.name!r} has no boundary data of its own: give its "

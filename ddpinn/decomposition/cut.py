@@ -147,4 +147,4 @@ def cut_decomposition(decomp: Decomposition, shape, time_axis: int | None = None
         shape=shape, volume_fraction=vf_cell[inverse][old_sids],
         boundary_measure=bm_cell[inverse][old_sids],
         interface_fraction=fraction[fraction > 0],
-        grid_lookup=_lookup(decomp, keep, new_of_old))
+        grid_lookup=_lookup(decomp, keep, new_of_old), edges=decomp.edges)

@@ -112,6 +112,8 @@ class Decomposition:
     grid_lookup : ndarray of int, shape (prod(grid),), or None -- for a cut decomposition, the
         sid that points of every grid cell (C order) belong to: the cell's own sid, or for a
         dropped cell that of the nearest kept one
+    edges : tuple of ndarray, length dim -- the grid's cell edges along every axis, entry
+        ``a`` of shape (grid[a] + 1,), ascending from the box's lower to its upper bound
     """
 
     box: Box
@@ -129,6 +131,7 @@ class Decomposition:
     boundary_measure: np.ndarray = None
     interface_fraction: np.ndarray = None
     grid_lookup: np.ndarray = None
+    edges: tuple = None
     _by_sid: tuple = field(default=None, repr=False)
 
     @property
@@ -195,9 +198,47 @@ class Decomposition:
         return np.bincount(self.interface_sids.reshape(-1), minlength=self.n_subdomains)
 
 
+def grid_edges(box: Box, grid: Sequence[int], cuts=None) -> list:
+    """Cell edges along every axis: uniform, or at the given inner cut positions.
+
+    Parameters
+    ----------
+    box : Box
+    grid : sequence of int, shape (dim,)
+    cuts : sequence, length dim, optional
+        Per axis None (uniform cells) or the ``grid[a] - 1`` inner cut positions, strictly
+        increasing and strictly inside the box.
+
+    Returns
+    -------
+    list of ndarray, entry ``a`` of shape (grid[a] + 1,)
+
+    Raises
+    ------
+    ValueError
+        Naming the axis whose cuts do not fit.
+    """
+    cuts = list(cuts) if cuts is not None else [None] * box.dim
+    edges = []
+    for a, (lo, hi, g, c) in enumerate(zip(box.lower, box.upper, grid, cuts)):
+        if c is None:
+            edges.append(np.linspace(lo, hi, g + 1))
+            continue
+        inner = np.asarray(c, dtype=np.float64).reshape(-1)
+        name = box.names[a]
+        if len(inner) != g - 1:
+            raise ValueError(f"axis {name!r} has {g} cells in the grid, so it needs {g - 1} "
+                             f"inner cut positions, got {len(inner)}")
+        if len(inner) and not (np.all(np.diff(inner) > 0) and inner[0] > lo and inner[-1] < hi):
+            raise ValueError(f"the cuts of axis {name!r} must increase strictly and lie "
+                             f"strictly inside [{lo:g}, {hi:g}], got {inner.tolist()}")
+        edges.append(np.concatenate([[lo], inner, [hi]]))
+    return edges
+
+
 def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = None,
-              time_axis: int | None = None) -> Decomposition:
-    """Cut ``box`` into a uniform grid of subdomains.
+              time_axis: int | None = None, cuts=None) -> Decomposition:
+    """Cut ``box`` into a grid of subdomains (uniform, or at given positions per axis).
 
     Parameters
     ----------
@@ -208,6 +249,8 @@ def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = N
         Periodic axes get wrap-around interfaces when they have more than one cell.
     time_axis : int, optional
         Index of the time axis; its interfaces are of kind ``"time"``.
+    cuts : sequence, length dim, optional
+        Per axis None or its inner cut positions (:func:`grid_edges`).
     """
     grid = tuple(int(g) for g in grid)
     if len(grid) != box.dim:
@@ -217,7 +260,7 @@ def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = N
         raise ValueError(f"grid sizes must be positive integers, got {list(grid)}")
     periodic = tuple(bool(p) for p in (periodic or [False] * box.dim))
     dim = box.dim
-    edges = [np.linspace(lo, hi, g + 1) for lo, hi, g in zip(box.lower, box.upper, grid)]
+    edges = grid_edges(box, grid, cuts)
 
     # All geometry as arrays over sids (C order, last axis fastest): linear in S, no
     # Python object per subdomain until one is asked for.
@@ -253,4 +296,4 @@ def decompose(box: Box, grid: Sequence[int], periodic: Sequence[bool] | None = N
     return Decomposition(box, grid, periodic, LazyItems(len(index), subdomain),
                          LazyItems(len(itf_lower), interface), index=index, lower=lower,
                          upper=upper, interface_sids=np.stack([itf_lower, itf_upper], axis=1),
-                         interface_axis=itf_axis)
+                         interface_axis=itf_axis, edges=tuple(edges))

@@ -31,11 +31,9 @@ def cell_edges(decomposition) -> list:
     list of ndarray, length dim; entry ``a`` has shape ``(grid[a] - 1,)``, ascending: the
     lower bounds of cells 1 .. grid[a] - 1 along axis ``a``
     """
-    d = decomposition
-    if d.grid_lookup is not None:  # a cut decomposition may lack whole rows of cells
-        return [np.linspace(lo, hi, g + 1)[1:-1]  # exactly as decompose makes them
-                for lo, hi, g in zip(d.box.lower, d.box.upper, d.grid)]
-    return [np.unique(d.lower[:, a])[1:] for a in range(d.box.dim)]
+    # The grid's edges, not those of the cells present: a cut decomposition may lack whole
+    # rows of cells.
+    return [np.asarray(e)[1:-1] for e in decomposition.edges]
 
 
 def locate_points(points: np.ndarray, inner_edges, grid) -> np.ndarray:

@@ -44,6 +44,8 @@ class DomainSection:
 @dataclass
 class DecompositionSection:
     grid: list = field(default_factory=lambda: [1])
+    # axis name -> its grid[a] - 1 inner cut positions (axes not named: uniform cells)
+    cuts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -281,6 +283,26 @@ def from_dict(data: dict) -> Config:
     return cfg
 
 
+def _check_cuts(cfg) -> None:
+    """``decomposition.cuts``: a table of axis name -> grid[a] - 1 increasing numbers (their
+    place inside the domain is checked where the domain's box is known)."""
+    for name, pos in cfg.decomposition.cuts.items():  # a table: the typed load checks that
+        path = f"decomposition.cuts.{name}"
+        if name not in cfg.axis_names:
+            raise ConfigError(f"field {path!r} names no axis; axes: "
+                              f"{', '.join(cfg.axis_names)}")
+        g = cfg.decomposition.grid[cfg.axis_names.index(name)]
+        if not isinstance(pos, list) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                            for v in pos):
+            raise ConfigError(f"field {path!r} = {pos!r} must be a list of numbers")
+        if len(pos) != g - 1:
+            raise ConfigError(f"field {path!r} has {len(pos)} positions, but "
+                              f"'decomposition.grid' gives axis {name!r} {g} cells: it needs "
+                              f"{g - 1} inner cut positions")
+        if any(b <= a for a, b in zip(pos, pos[1:])):
+            raise ConfigError(f"field {path!r} = {pos!r} must increase strictly")
+
+
 def validate(cfg: Config) -> None:
     """Cross-field checks that need more than one field; raises :class:`ConfigError`."""
     name = cfg.case.name
@@ -309,6 +331,7 @@ def validate(cfg: Config) -> None:
     if any(not isinstance(g, int) or isinstance(g, bool) or g < 1 for g in grid):
         raise ConfigError(f"field 'decomposition.grid' = {grid!r}: every entry must be a "
                           f"positive integer")
+    _check_cuts(cfg)
     for path, table in (("pde.params", cfg.pde.params), ("pde.inverse", cfg.pde.inverse),
                         ("interface.weights", cfg.interface.weights)):
         for k, v in table.items():

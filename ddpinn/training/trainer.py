@@ -142,6 +142,7 @@ class Trainer:
         t0 = time.perf_counter()
         experts, shared, scalars = self.state()
         meta = {"case": self.cfg.case.name, "grid": list(self.solver.decomposition.grid),
+                "edges": [np.asarray(e).tolist() for e in self.solver.decomposition.edges],
                 "n_subdomains": self.solver.decomposition.n_subdomains,
                 "pde": self.cfg.pde.name, "ranks": self.comm.size,
                 "replicas": self.solver.layout.replicas, **self.run_meta}
@@ -158,6 +159,13 @@ class Trainer:
                 list(meta["grid"]) != list(s.decomposition.grid):
             raise DDPINNError(f"checkpoint has grid {meta['grid']} but the case has "
                               f"{list(s.decomposition.grid)}: it belongs to another decomposition")
+        edges = meta.get("edges")  # absent in checkpoints of uniform grids written before
+        if edges is not None and not all(
+                np.array_equal(np.asarray(a), np.asarray(b))
+                for a, b in zip(edges, s.decomposition.edges)):
+            raise DDPINNError(f"checkpoint has the cell edges {edges} but the case has "
+                              f"{[np.asarray(e).tolist() for e in s.decomposition.edges]}: it "
+                              f"belongs to another decomposition (decomposition.cuts)")
         shared = state["shared"]
         stacked = checkpoint.gather_sids(state, s.sids)
         # The precision of the checkpoint's stage (older checkpoints: that stage's setting).
