@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from ddpinn.io import reference as reference_data
 from ddpinn.references import read_reference_netcdf, solve, taylor_green_reference
@@ -133,3 +134,18 @@ def test_reference_command_writes_a_readable_file(tmp_path):
                           "--out", str(tmp_path / "x.nc")], capture_output=True, text=True,
                          cwd=root)
     assert bad.returncode == 2 and "--re" in bad.stderr and not (tmp_path / "x.nc").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_one_message(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ref.nc"
+    proc = subprocess.run([sys.executable, "-m", "ddpinn.cli", "reference", "tgv", "--n", "16",
+                           "--device", "cuda", "--out", str(out)], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 2 and "no GPU" in proc.stderr and not out.exists()
+    assert "Traceback" not in proc.stderr
+
