@@ -20,7 +20,9 @@ from ddpinn.data.spec import DataSpec, parse_data_tables
 # A rank that needs a region reads this fraction of the data's extent more on every side, so
 # that points drawn anew each epoch rarely fall outside what it holds.
 READ_MARGIN = 0.05
-MAX_BLOCKS = 16  # blocks a rank keeps per table (one per face group, typically)
+# Bytes of read blocks a rank keeps per table (one block per face group and expert,
+# typically): a rank holding many experts must not read its faces again at every resampling.
+MAX_KEPT_BYTES = 1 << 30
 # A coordinate value shared by at least this share of the points makes them one face group.
 FACE_SHARE = 0.05
 
@@ -85,7 +87,10 @@ class DataInput:
         pad = np.where(upper > lower, READ_MARGIN * (d_hi - d_lo), 0.0)
         lower, upper = np.maximum(lower - pad, d_lo), np.minimum(upper + pad, d_hi)
         block = self.source.read_box(lower, upper)
-        self._blocks = (self._blocks + [((lower, upper), block)])[-MAX_BLOCKS:]
+        self._blocks.append(((lower, upper), block))
+        while len(self._blocks) > 1 and \
+                sum(b.nbytes for _, b in self._blocks) > MAX_KEPT_BYTES:
+            self._blocks.pop(0)  # the oldest first; the newest is always kept
         return block
 
     def values_at(self, x: np.ndarray, output: str) -> np.ndarray:

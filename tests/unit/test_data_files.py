@@ -410,3 +410,35 @@ def test_parse_data_tables_errors(tables, message):
     with pytest.raises(ValueError) as info:
         parse_data_tables(tables, ("x", "y"), ("u", "v"))
     assert message in str(info.value)
+
+
+def test_a_rank_with_many_faces_reads_each_once(tmp_path):
+    """Boundary data for many experts' faces (more face groups than any fixed count of kept
+    blocks): the points drawn anew at a resampling read nothing more from the file."""
+    from ddpinn.data.inputs import DataInput
+
+    path, c = grid_3d(tmp_path, n=33)
+    src = open_data(path, XYZ, {"u": "u"}, ("u",))
+    reads = []
+    original = src.read_box
+    src.read_box = lambda lo, hi: reads.append(1) or original(lo, hi)
+    data = DataInput(DataSpec("d", str(path), "boundary", {"u": "u"}, dict(XYZ), {},
+                              "linear", 1.0), src)
+    rng = np.random.default_rng(0)
+    cells = np.linspace(0, 1, 5)  # 4 x 4 x 4 experts, two faces each: 128 face groups
+
+    def draw():
+        for i in range(4):
+            for j in range(4):
+                for k in range(4):
+                    lo = np.array([cells[i], cells[j], cells[k]])
+                    for axis in (0, 1):
+                        x = lo + rng.uniform(0, 0.25, (50, 3))
+                        x[:, axis] = lo[axis]
+                        got = data.values_at(x, "u")
+                        assert np.allclose(got, linear(*x.T)[:, 0], atol=1e-12)
+
+    draw()
+    first = len(reads)
+    draw()
+    assert first == 128 and len(reads) == first
