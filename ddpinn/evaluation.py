@@ -19,7 +19,8 @@ Output (``--out``; default ``RUN/eval_<stem>.csv`` or ``.nc`` as the points file
 ``RUN/eval_grid_<NX>x<NY>.nc`` for ``--grid``): the coordinates, every output of the PDE,
 with ``--derivatives`` their first derivatives (``u_x``, ``u_t``, ...), and where there are
 reference values (columns of the points file named like the outputs; on a grid the exact
-solution) the pointwise error ``<name>_error`` = prediction - reference. The relative L2 and
+solution, or the reference the PDE family computes: Cole-Hopf for Burgers, the spectral solver
+for Taylor-Green) the pointwise error ``<name>_error`` = prediction - reference. The relative L2 and
 maximum absolute error per field go into the NetCDF file's global attributes (``l2_u``,
 ``max_abs_u``), into ``--errors FILE`` (JSON) and into the one JSON summary line printed on
 stdout. Outputs known up to a constant (pressure) are compared after removing the mean, per
@@ -151,12 +152,18 @@ def read_targets(req: Request, points_path: str | None) -> None:
 
     pde, box = req.problem.pde, req.problem.box
     if req.grid_shape is not None:
-        _, req.points = grid_points(box, req.grid_shape)
+        axes, req.points = grid_points(box, req.grid_shape)
         req.source = f"grid {'x'.join(map(str, req.grid_shape))}"
         req.inside = _inside(req.problem, req.points)
+        truth = None
         if pde.has_exact:
-            exact = pde.exact(torch.as_tensor(req.points), pde.params).numpy()
-            req.reference = {n: exact[:, k] for k, n in enumerate(pde.outputs)}
+            truth = pde.exact(torch.as_tensor(req.points), pde.params).numpy()
+        elif pde.has_computed_reference:
+            values, _ = pde.computed_reference(axes, pde.params, None,
+                                               req.problem.cfg.output.reference_n)
+            truth = np.asarray(values).reshape(len(req.points), -1)
+        if truth is not None:
+            req.reference = {n: truth[:, k] for k, n in enumerate(pde.outputs)}
         return
     pts = read_points(points_path, box.names, pde.outputs)
     req.points, req.reference, req.source = pts.points, pts.reference, pts.source

@@ -227,3 +227,17 @@ def test_bad_arguments_and_run_directories(run, tmp_path):
     one_error(eval_serial(tmp_path / "nowhere", "--grid", "5,5"), "is not a run directory")
     one_error(eval_serial(run, "--grid", "5,5", "--out", tmp_path / "out.txt"),
               "use the extension .csv or .nc")
+
+
+def test_grid_errors_against_a_computed_reference(tmp_path):
+    """Burgers has no closed form: ``--grid`` scores against its Cole-Hopf reference, as the
+    run's own evaluation does on the same grid."""
+    out = tmp_path / "burgers"
+    check(run_case(1, ROOT / "cases" / "burgers1d.toml", out, "stages.0.steps=5",
+                   "stages.1.steps=0", "network.width=8", "points.interior=100",
+                   "output.grid=[21, 11]", "output.checkpoint_every=5",
+                   "case.dtype=\"float64\"")[0])
+    got = summary(eval_serial(out, "--grid", "21,11", "--quiet"))
+    run_errors = json.loads((out / "errors.json").read_text())
+    assert set(got["errors"]) == {"l2_u", "max_abs_u"}
+    assert got["errors"]["l2_u"] == pytest.approx(run_errors["l2_u"], rel=1e-9)
