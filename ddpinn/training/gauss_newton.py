@@ -145,7 +145,7 @@ class LMCore:
         Z = damped_solve(Jd, gram, space, Y, self.lam)  # A_e^-1 J_e^T [r_e, J_se]
         if not k:
             d = -torch.cat(Z)[..., 0] if Z else Jd.new_zeros(0, P, dtype=torch.float64)
-            return d, torch.zeros(0, dtype=torch.float64)
+            return d, J.new_zeros(0, dtype=torch.float64)  # on the parameters' device
         per = torch.zeros(len(Z), k * k + k, dtype=torch.float64)
         for e, z in enumerate(Z):
             Jse, Ye = _own(Js, e), _own(Y, e)
@@ -160,7 +160,7 @@ class LMCore:
             ds = -np.linalg.solve(S, tot[k * k:])
         except np.linalg.LinAlgError:
             ds = np.full(k, math.nan)
-        ds_t = torch.as_tensor(ds, dtype=torch.float64)
+        ds_t = torch.as_tensor(ds, dtype=torch.float64, device=J.device)
         d = [-(z[..., 0] + (z[..., 1:] * ds_t).sum(-1)) for z in Z]
         d = torch.cat(d) if d else Jd.new_zeros(0, P, dtype=torch.float64)
         return d, ds_t

@@ -260,7 +260,7 @@ def global_solve(core, J, r, gram, space):
                     iterations, tolerance)
     core.cg_last = {"gn_cg_iterations": k, "gn_cg_residual": rel}
     d = torch.cat(x) if x else J.new_zeros(0, J.shape[-1], dtype=torch.float64)
-    return d, torch.zeros(0, dtype=torch.float64)
+    return d, J.new_zeros(0, dtype=torch.float64)  # on the parameters' device
 
 
 def global_model(core, J, r, d) -> tuple:

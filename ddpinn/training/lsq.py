@@ -297,7 +297,7 @@ def _interface_rows(plan, mine, other, conditions, cond_weights, frac, n_experts
     the conditions' widths c."""
     if not plan.n_sides or not conditions.names:
         dtype = next(iter(mine.values())).dtype if mine else torch.float64
-        return torch.zeros(n_experts, 0, dtype=dtype), []
+        return torch.zeros(n_experts, 0, dtype=dtype, device=plan.expert.device), []
     mine = {**mine, "downstream": plan.downstream}
     parts = []
     for n in conditions.names:
