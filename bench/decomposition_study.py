@@ -164,7 +164,12 @@ def main(argv=None) -> None:
     p.add_argument("--collect", action="store_true", help="report finished runs only")
     p.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
     args = p.parse_args(argv)
-    args.uptime = uptime()
+    # the machine's load when the runs started (kept beside them for --collect)
+    note = args.out / args.problem / "uptime.txt"
+    if not args.collect:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(uptime())
+    args.uptime = note.read_text().strip() if note.exists() else "n/a"
     results = []
     for v in variants(args.problem):
         out = args.out / args.problem / "x".join(map(str, v["grid"]))
