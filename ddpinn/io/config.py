@@ -19,7 +19,8 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from ddpinn.io.config_errors import ConfigError, check_choice  # noqa: F401  (public here)
-from ddpinn.io.config_domain import boundary_tables, data_tables, domain_from_shape
+from ddpinn.io.config_domain import (boundary_tables, check_cuts, data_tables,
+                                     domain_from_shape)
 from ddpinn.io.config_stages import StageSection, optimizer_class, validate_stages  # noqa: F401
 
 
@@ -283,26 +284,6 @@ def from_dict(data: dict) -> Config:
     return cfg
 
 
-def _check_cuts(cfg) -> None:
-    """``decomposition.cuts``: a table of axis name -> grid[a] - 1 increasing numbers (their
-    place inside the domain is checked where the domain's box is known)."""
-    for name, pos in cfg.decomposition.cuts.items():  # a table: the typed load checks that
-        path = f"decomposition.cuts.{name}"
-        if name not in cfg.axis_names:
-            raise ConfigError(f"field {path!r} names no axis; axes: "
-                              f"{', '.join(cfg.axis_names)}")
-        g = cfg.decomposition.grid[cfg.axis_names.index(name)]
-        if not isinstance(pos, list) or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                            for v in pos):
-            raise ConfigError(f"field {path!r} = {pos!r} must be a list of numbers")
-        if len(pos) != g - 1:
-            raise ConfigError(f"field {path!r} has {len(pos)} positions, but "
-                              f"'decomposition.grid' gives axis {name!r} {g} cells: it needs "
-                              f"{g - 1} inner cut positions")
-        if any(b <= a for a, b in zip(pos, pos[1:])):
-            raise ConfigError(f"field {path!r} = {pos!r} must increase strictly")
-
-
 def validate(cfg: Config) -> None:
     """Cross-field checks that need more than one field; raises :class:`ConfigError`."""
     name = cfg.case.name
@@ -331,7 +312,7 @@ def validate(cfg: Config) -> None:
     if any(not isinstance(g, int) or isinstance(g, bool) or g < 1 for g in grid):
         raise ConfigError(f"field 'decomposition.grid' = {grid!r}: every entry must be a "
                           f"positive integer")
-    _check_cuts(cfg)
+    check_cuts(cfg)
     for path, table in (("pde.params", cfg.pde.params), ("pde.inverse", cfg.pde.inverse),
                         ("interface.weights", cfg.interface.weights)):
         for k, v in table.items():

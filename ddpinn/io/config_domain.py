@@ -1,4 +1,5 @@
-"""Case-file parts that describe the domain's shape and its boundary conditions.
+"""Case-file parts that describe the domain's shape, its boundary conditions and the cuts of
+its decomposition.
 
 The shape is checked (and STL files read) when the case is loaded, before anything is
 written; the boundary tables are checked against the PDE and the shape's tags by
@@ -82,3 +83,23 @@ def boundary_tables(value) -> list:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ConfigError("field 'boundary' must be an array of tables ([[boundary]] blocks)")
     return [dict(v) for v in value]
+
+
+def check_cuts(cfg) -> None:
+    """``decomposition.cuts``: a table of axis name -> grid[a] - 1 increasing numbers (their
+    place inside the domain is checked where the domain's box is known)."""
+    for name, pos in cfg.decomposition.cuts.items():  # a table: the typed load checks that
+        path = f"decomposition.cuts.{name}"
+        if name not in cfg.axis_names:
+            raise ConfigError(f"field {path!r} names no axis; axes: "
+                              f"{', '.join(cfg.axis_names)}")
+        g = cfg.decomposition.grid[cfg.axis_names.index(name)]
+        if not isinstance(pos, list) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                            for v in pos):
+            raise ConfigError(f"field {path!r} = {pos!r} must be a list of numbers")
+        if len(pos) != g - 1:
+            raise ConfigError(f"field {path!r} has {len(pos)} positions, but "
+                              f"'decomposition.grid' gives axis {name!r} {g} cells: it needs "
+                              f"{g - 1} inner cut positions")
+        if any(b <= a for a, b in zip(pos, pos[1:])):
+            raise ConfigError(f"field {path!r} = {pos!r} must increase strictly")
