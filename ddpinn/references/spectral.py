@@ -52,9 +52,10 @@ class SpectralBox:
         self.n = int(n)
         self.device = solver_device(device)
         f64 = dict(dtype=torch.float64, device=self.device)
-        k = torch.fft.fftfreq(n, 1.0 / n, **f64)
-        kz = torch.fft.rfftfreq(n, 1.0 / n, **f64)
-        self.k = torch.stack(torch.meshgrid(k, k, kz, indexing="ij"))   # (3, n, n, n//2+1)
+        # wavenumbers along each axis: (n,) for x and y, (n//2+1,) for z (the real FFT's)
+        self.axis_k = (torch.fft.fftfreq(n, 1.0 / n, **f64),) * 2 + \
+            (torch.fft.rfftfreq(n, 1.0 / n, **f64),)
+        self.k = torch.stack(torch.meshgrid(*self.axis_k, indexing="ij"))  # (3, n, n, n//2+1)
         self.k2 = (self.k ** 2).sum(0)
         self.k2_safe = torch.where(self.k2 == 0, torch.ones_like(self.k2), self.k2)
         # 2/3 rule: quadratic products of the kept modes alias only onto dropped modes.

@@ -40,15 +40,14 @@ def evaluate_spectrum(box: SpectralBox, fh: torch.Tensor, points_1d: Sequence) -
     ndarray, shape (..., m_x, m_y, m_z)
     """
     n = box.n
-    f64 = dict(dtype=torch.float64, device=box.device)
-    k = torch.fft.fftfreq(n, 1.0 / n, **f64)
-    kz = torch.fft.rfftfreq(n, 1.0 / n, **f64)
+    kz = box.axis_k[2]
     # A real field is the real part of the half-spectrum sum with the kz > 0 modes doubled
     # (they stand for their conjugate partners); the Nyquist modes have no partner.
     weight = torch.where((kz == 0) | (kz == n // 2), 1.0, 2.0)
     out = fh
-    for axis, (pts, kk) in enumerate(zip(points_1d, (k, k, kz))):
-        x = torch.as_tensor(np.asarray(pts, float) + math.pi, **f64)
+    for axis, (pts, kk) in enumerate(zip(points_1d, box.axis_k)):
+        x = torch.as_tensor(np.asarray(pts, float) + math.pi, dtype=torch.float64,
+                            device=box.device)
         phase = torch.exp(1j * torch.outer(x, kk))                          # (m, n_k)
         if axis < 2:
             phase[:, n // 2] = 0.0
