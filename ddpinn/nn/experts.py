@@ -103,6 +103,9 @@ class BatchedMLP(BatchedExperts):
     dtype : torch.dtype
     """
 
+    #: buffers that are the same for every expert (not stacked over experts)
+    shared_buffers = ("periodic_freq",)
+
     def __init__(self, sids, lower, upper, out_dim, width=32, depth=3, activation="tanh",
                  periods=None, harmonics=2, fourier_features=0, fourier_scale=1.0, seed=0,
                  dtype=torch.float64):

@@ -131,3 +131,14 @@ def test_per_point_copies_of_a_hard_initial_model_give_the_autograd_jacobian():
     assert torch.allclose(r, r_ref.detach(), rtol=0, atol=1e-13)
     for m in np.linspace(0, r.shape[1] - 1, 10).astype(int):
         assert torch.allclose(J[:, m], row(m), rtol=1e-10, atol=1e-13)
+
+
+def test_per_point_copies_of_a_periodic_model_keep_the_shared_frequencies():
+    """periodic_freq (P, H) is the same for every expert: per_point_copy keeps it whole
+    (repeated over experts, it made Gauss-Newton on periodic harmonics fail)."""
+    s = small_solver(CASES / "advection1d.toml", 'stages.1.optimizer="gauss_newton"')
+    assert s.model.periodic_axes
+    _, r, J, r_ref, row = jacobian_and_autograd(s)
+    assert torch.allclose(r, r_ref.detach(), rtol=0, atol=1e-13)
+    for m in np.linspace(0, r.shape[1] - 1, 10).astype(int):
+        assert torch.allclose(J[:, m], row(m), rtol=1e-10, atol=1e-13)
