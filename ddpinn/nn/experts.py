@@ -42,6 +42,9 @@ class BatchedExperts(nn.Module):
         Subdomain ids of the experts, in the order of the batch dimension.
     """
 
+    #: buffers that are the same for every expert (the others hold expert e at index e)
+    shared_buffers: tuple = ()
+
     def __init__(self, sids):
         super().__init__()
         self.sids = [int(s) for s in sids]
@@ -103,8 +106,7 @@ class BatchedMLP(BatchedExperts):
     dtype : torch.dtype
     """
 
-    #: buffers that are the same for every expert (not stacked over experts)
-    shared_buffers = ("periodic_freq",)
+    shared_buffers = ("periodic_freq",)  # (P, H): the harmonics of every expert
 
     def __init__(self, sids, lower, upper, out_dim, width=32, depth=3, activation="tanh",
                  periods=None, harmonics=2, fourier_features=0, fourier_scale=1.0, seed=0,

@@ -241,14 +241,13 @@ def per_point_rows(n_rows: int) -> int:
 
 def per_point_copy(model, params: dict, n: int):
     """Every expert of ``model`` repeated ``n`` times (expert e's copies at e*n .. e*n+n-1),
-    as new leaf tensors (buffers too, except the model's ``shared_buffers``), and ``params`` with the (E, 1) leaves of shared unknowns repeated
-    alike. Returns ``(copy, params, leaves)``, ``leaves`` the copied parameters (model's
+    as new leaf tensors (its buffers too, except ``model.shared_buffers``), and ``params``
+    with the (E, 1) leaves of shared unknowns repeated alike. Returns ``(copy, params, leaves)``, ``leaves`` the copied parameters (model's
     first, then the shared ones, in order), each (E n, ...)."""
     rep = copy.copy(model)
     rep._parameters, rep._buffers, rep._modules = {}, {}, {}
-    shared = getattr(model, "shared_buffers", ())  # e.g. the harmonics' frequencies (P, H)
     for name, b in model._buffers.items():
-        per_expert = b is not None and b.dim() and name not in shared
+        per_expert = b is not None and b.dim() and name not in model.shared_buffers
         rep._buffers[name] = b.repeat_interleave(n, 0) if per_expert else b
     leaves = []
     for name, sub in model._modules.items():  # the ParameterLists

@@ -23,19 +23,19 @@ FEW_STEPS = ("stages.0.steps=2", "stages.1.steps=1", "points.interior=64",
 
 
 def few_steps(case: Path) -> tuple:
-    """FEW_STEPS, and one step for every stage after the second."""
+    """FEW_STEPS with one step for every stage after the second, and the steps in all."""
     n_stages = len(tomllib.loads(case.read_text()).get("stages", []))
-    return FEW_STEPS + tuple(f"stages.{i}.steps=1" for i in range(2, n_stages))
+    extra = tuple(f"stages.{i}.steps=1" for i in range(2, n_stages))
+    return FEW_STEPS + extra, 3 + len(extra)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_case_runs(tmp_path, case):
     out = tmp_path / "run"
-    overrides = few_steps(case)
+    overrides, n_steps = few_steps(case)
     proc, _ = run_case(RANKS, case, out, *overrides, timeout=300)
     check(proc)
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    n_steps = 2 + sum(o.endswith(".steps=1") for o in overrides)
     assert [r["step"] for r in rows] == list(range(n_steps))
     with netCDF4.Dataset(out / "solution.nc") as ds:
         assert ds.Conventions.startswith("CF-")
