@@ -99,6 +99,15 @@ def flow_comparison(run: Path, folder: Path) -> dict:
             "times": (float(times[0]), float(times[-1]))}
 
 
+def run_layout(run: Path) -> str:
+    """The expert grid and network of a finished run, e.g. ``4x4x4x1 experts of width 64,
+    depth 4``, from its ``run.json``."""
+    fields = json.loads((run / "run.json").read_text())["fields"]
+    grid = "x".join(str(g) for g in fields["decomposition.grid"])
+    return (f"{grid} experts of width {fields['network.width']}, depth "
+            f"{fields['network.depth']}")
+
+
 def run_row(variant: str, run: Path, folder: Path) -> str:
     errors = json.loads((run / "errors.json").read_text())
     rows = [json.loads(line) for line in open(run / "metrics.jsonl") if line.strip()]
@@ -128,13 +137,14 @@ def main(argv=None) -> None:
         args.set = ['parallel.device="cuda"', *args.set]
     data_cmd = make_data(args.data, args.n, args.device)
     lines, worst, n = dissipation_check(args.data)
-    rows = []
+    rows, layouts = [], set()
     for variant in args.variants:
         run = args.data / f"run_{variant}"
         if not args.runs_only:
             run = train(variant, args.data, args.ranks, args.set)
         if (run / "errors.json").exists():
             rows.append(run_row(variant, run, args.data))
+            layouts.add(run_layout(run))
     extra = " ".join(f"--set {s}" for s in args.set)
     text = "\n".join([
         f"Data: `{data_cmd}` (spectral {n}^3, 2/3 dealiasing, RK4; the cube [pi/8, 5 pi/8]^3 "
@@ -142,7 +152,8 @@ def main(argv=None) -> None:
         f"the reference). Its whole-box dissipation against the 512^3 DNS:", "", *lines, "",
         f"Training: `python bench/tgv_subvolume.py --data DIR --n {args.n} --ranks {args.ranks} "
         f"--device {args.device} {extra}`, "
-        f"case `cases/tgv3d_re1600_subvolume.toml` (2x2x2 experts, {args.ranks} ranks; "
+        f"case `cases/tgv3d_re1600_subvolume.toml` ({'; '.join(sorted(layouts))}, "
+        f"{args.ranks} ranks; "
         f"{machine_note(args.device)}); errors against the reference file on its 17^3 x 21 grid, pressure "
         f"with its mean removed at every time. |omega| and the dissipation rate come from the "
         f"networks' derivatives; the dissipation column is the largest relative difference of "
