@@ -75,8 +75,9 @@ def train(variant: str, folder: Path, ranks: int, extra: list) -> Path:
     sets = [f'data.0.file="{folder / DATA}"', f'data.1.file="{folder / REFERENCE}"',
             f'data.2.file="{folder / DATA}"', f'output.dir="{out}"', "output.plots=false",
             *VARIANTS[variant], *extra]
-    cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "ddpinn.cli", "run", str(CASE),
-           "--overwrite"]
+    # One rank runs as a plain process: a single GPU node need not have an MPI launcher.
+    launcher = ["mpiexec", "-n", str(ranks)] if ranks > 1 else []
+    cmd = [*launcher, sys.executable, "-m", "ddpinn.cli", "run", str(CASE), "--overwrite"]
     for s in sets:
         cmd += ["--set", s]
     subprocess.run(cmd, check=True)
