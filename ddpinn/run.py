@@ -305,6 +305,9 @@ def _run(args, comm) -> int:
             trainer.restore(start.state)
             start.state = None  # the optimizer holds what it needs
             log.info("resumed from %s at step %d", start.resume, trainer.global_step)
+            note = trainer.finished_note()
+            if note:
+                log.warning(note)
         t0 = time.perf_counter()
         trainer.train()
         elapsed = time.perf_counter() - t0

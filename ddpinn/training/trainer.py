@@ -196,6 +196,25 @@ class Trainer:
         self.optimizer.load_state(stacked, shared, sc, self._named_model(), dict(s.shared))
         self.metrics.truncate(self.global_step)
 
+    def finished_note(self) -> str | None:
+        """After :meth:`restore`: why a resume will not train, or None when it will.
+
+        A checkpoint written after the last stage ended (all its steps run, or a rule fired)
+        holds no stage to go on with; raising that stage's ``steps`` or ``max_minutes`` does
+        not reopen it. The note names the newest checkpoint of this run written inside a stage."""
+        last = len(self.cfg.stages) - 1
+        if self.stage_index < last or (self.stage_index == last and not self.rules.ended_by
+                                       and self.stage_step < self.cfg.stages[last].steps):
+            return None
+        inside = [p for p in checkpoint.list_checkpoints(self.ckpt_dir)
+                  if checkpoint.step_of(p) < self.global_step]
+        hint = (f"resume from a checkpoint written inside a stage (newest: --resume "
+                f"{inside[-1]}) with a larger steps or max_minutes, or add a [[stages]] table"
+                if inside else "add a [[stages]] table")
+        return (f"the checkpoint at step {self.global_step} was written after the last of the "
+                f"{len(self.cfg.stages)} stages ended: nothing is left to train, the run only "
+                f"evaluates and rewrites its outputs; to train on, {hint}")
+
     # -- the loop ------------------------------------------------------------------------
     def _maybe_resample(self):
         every = self.cfg.points.resample_every

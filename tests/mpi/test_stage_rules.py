@@ -146,6 +146,24 @@ def test_checkpoint_after_a_rule_fired_resumes_into_the_next_stage(runs, tmp_pat
     _same_rest(ref, got, switch)
 
 
+def test_resuming_after_the_last_stage_ended_says_nothing_is_left(runs, tmp_path):
+    """The last checkpoint is written at the step the plateau rule ended the last stage:
+    resumed with the rule relaxed, the run trains no step and says so, naming the newest
+    checkpoint written inside the stage."""
+    ref = rows_of(runs[4])
+    last = ref[-1]["step"] + 1  # the checkpoint after the last step
+    out = tmp_path / "resumed"
+    (out / "checkpoints").mkdir(parents=True)
+    for step in (last - 1, last):
+        shutil.copy(runs[4] / "checkpoints" / f"ckpt_{step:08d}.pt", out / "checkpoints")
+    proc, _ = run_case(2, CASE, out, *RULES, "stages.1.patience=1000", resume="auto")
+    check(proc)
+    assert f"checkpoint at step {last} was written after the last of the 2 stages ended" \
+        in proc.stderr
+    assert f"ckpt_{last - 1:08d}.pt" in proc.stderr
+    assert not (out / "metrics.jsonl").exists()  # no step was trained
+
+
 def test_wall_minutes_used_before_a_restart_count(runs, tmp_path):
     """A resumed stage keeps the minutes it used: with max_minutes below them (and the
     plateau rule out of the way) it ends at its first step after the restart."""
