@@ -196,6 +196,13 @@ class Trainer:
         self.optimizer.load_state(stacked, shared, sc, self._named_model(), dict(s.shared))
         self.metrics.truncate(self.global_step)
 
+    def _own_checkpoints(self, before: int) -> list:
+        """This run's checkpoints (by run id) of steps below ``before``, oldest first."""
+        run_id = self.run_meta.get("run_id")
+        return [p for p in checkpoint.list_checkpoints(self.ckpt_dir)
+                if checkpoint.step_of(p) < before
+                and (run_id is None or checkpoint.run_id_of(p) == run_id)]
+
     def finished_note(self) -> str | None:
         """After :meth:`restore`: why a resume will not train, or None when it will.
 
@@ -206,8 +213,7 @@ class Trainer:
         if self.stage_index < last or (self.stage_index == last and not self.rules.ended_by
                                        and self.stage_step < self.cfg.stages[last].steps):
             return None
-        inside = [p for p in checkpoint.list_checkpoints(self.ckpt_dir)
-                  if checkpoint.step_of(p) < self.global_step]
+        inside = self._own_checkpoints(self.global_step)
         hint = (f"resume from a checkpoint written inside a stage (newest: --resume "
                 f"{inside[-1]}) with a larger steps or max_minutes, or add a [[stages]] table"
                 if inside else "add a [[stages]] table")
@@ -226,11 +232,8 @@ class Trainer:
         """Collective. Back to the newest readable checkpoint with half the learning rate,
         or a clear error when there is none or the retries are spent."""
         where = f"the loss became {loss} at step {self.global_step} (stage {self.stage_index})"
-        found = checkpoint.list_checkpoints(self.ckpt_dir) if self.cfg.output.checkpoint_every \
-            else []
-        run_id = self.run_meta.get("run_id")
-        found = [p for p in found if run_id is None or checkpoint.run_id_of(p) == run_id]
-        found = [p for p in found if checkpoint.step_of(p) <= self.global_step]
+        found = self._own_checkpoints(self.global_step + 1) \
+            if self.cfg.output.checkpoint_every else []
         if self.rollbacks >= self.max_rollbacks:
             raise DDPINNError(f"{where}, still diverging after {self.rollbacks} rollbacks with "
                               f"the learning rate down to {self.lr_scale:g}x; stopping")
