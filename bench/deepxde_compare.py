@@ -142,7 +142,7 @@ class Trace:
 
 # -- ddpinn side --------------------------------------------------------------------------
 def ddpinn_config(name: str, grid, adam_steps: int, run_dir: Path, device: str,
-                  precise: bool = False):
+                  precise: bool = False, precise_sets=()):
     from ddpinn.io.config import load
 
     p = PROBLEMS[name]
@@ -151,6 +151,7 @@ def ddpinn_config(name: str, grid, adam_steps: int, run_dir: Path, device: str,
                 "output.checkpoint_every=0", "output.log_every=0", "output.plots=false",
                 f'output.dir="{run_dir}"', f'parallel.device="{device}"']
         sets += [f"pde.params.nu={p['nu']}"] if "nu" in p else []
+        sets += list(precise_sets)  # --precise-set: the user's overrides come last
         return load(ROOT / "cases" / f"{p['precise']}.toml", sets)
     n_sub = int(np.prod(grid))
     outer_faces = 2 * sum(n_sub // g for g in grid)  # 2D: subdomain faces on the boundary
@@ -173,7 +174,7 @@ def ddpinn_config(name: str, grid, adam_steps: int, run_dir: Path, device: str,
 
 
 def run_ddpinn(name, grid, adam_steps, budget, every, grid_file, device, out_file, clock,
-               stop_at, precise=False):
+               stop_at, precise=False, precise_sets=()):
     import torch
 
     from ddpinn.parallel import SerialComm
@@ -194,10 +195,13 @@ def run_ddpinn(name, grid, adam_steps, budget, every, grid_file, device, out_fil
                 raise BudgetSpent
 
     with tempfile.TemporaryDirectory(prefix="ddpinn-vs-deepxde-") as tmp:
-        cfg = ddpinn_config(name, grid, adam_steps, Path(tmp), device, precise)
+        cfg = ddpinn_config(name, grid, adam_steps, Path(tmp), device, precise, precise_sets)
         adam_steps = cfg.stages[0].steps
         solver = Solver(build_problem(cfg), SerialComm(), torch.device(device))
         trainer = TracedTrainer(solver, Path(tmp))
+        # DeepXDE's clock starts after model.compile has built its Adam; the first torch.optim
+        # optimizer of a process imports torch._dynamo (about 1 s), so build one here too.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         trace = Trace(Clock(budget, every, clock), dict(np.load(grid_file)),
                       PROBLEMS[name]["components"], stop_at)
         try:
@@ -336,6 +340,7 @@ def run_side(side: str, name: str, adam_steps: int, args, grid_file: Path,
            "--adam-steps", str(adam_steps),
            "--stop-at", str(args.precise_stop_at if side == "precise" else args.stop_at),
            "--side-files", str(grid_file), str(out_file)]
+    cmd += [f"--precise-set={s}" for s in args.precise_set]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"the {side} run of {name} failed (exit {proc.returncode}):\n"
@@ -510,6 +515,9 @@ def main(argv=None) -> int:
                     help=f"comma-separated runs of each problem, of: {', '.join(RUNS)}")
     ap.add_argument("--precise-stop-at", type=float, default=1e-6,
                     help="the precise run stops once its error is at or below this")
+    ap.add_argument("--precise-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the precise decks (as 'ddpinn run --set'; "
+                         "repeatable), e.g. stages.0.steps=50")
     ap.add_argument("--side", choices=("ddpinn", "precise", "deepxde"),
                     help=argparse.SUPPRESS)
     ap.add_argument("--side-files", nargs=2, help=argparse.SUPPRESS)
@@ -527,7 +535,7 @@ def main(argv=None) -> int:
             grid = tuple(int(g) for g in args.grid.split(","))
             run_ddpinn(name, grid, steps, args.budget, args.eval_every, grid_file,
                        args.device, out_file, args.clock, args.stop_at,
-                       precise=args.side == "precise")
+                       precise=args.side == "precise", precise_sets=args.precise_set)
         else:
             run_deepxde(name, steps, args.budget, args.eval_every, grid_file, args.device,
                         out_file, args.lbfgs_chunk, args.clock, args.stop_at)

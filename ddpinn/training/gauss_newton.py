@@ -40,7 +40,7 @@ import torch
 
 from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
-from ddpinn.training.gn_blocks import _own, damped_solve, expert_blocks
+from ddpinn.training.gn_blocks import _own, damped_solve, expert_blocks, matvec
 from ddpinn.training.gn_coupling import Coupling, check_global, global_model, global_solve
 from ddpinn.training.jacobian import jacobian
 from ddpinn.training.lsq import (per_point_copy, per_point_rows, problem_layout,
@@ -176,7 +176,7 @@ class LMCore:
         step = torch.cat([d, ds.to(d).expand(len(d), -1)], 1)
         per = torch.zeros(len(d), 2, dtype=torch.float64)
         for e in range(len(d)):
-            Jdd = bmm(_own(J, e), _own(step, e)[..., None])[..., 0]  # (1, M)
+            Jdd = matvec(_own(J, e), _own(step, e))  # (1, M)
             per[e, 0] = 2 * (_own(r, e) * Jdd).sum()
             per[e, 1] = (Jdd * Jdd).sum()
         tot = reproducible_sum(self.comm, per.numpy(), self.n_total)

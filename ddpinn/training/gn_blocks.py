@@ -33,6 +33,20 @@ def _own(t: torch.Tensor, e: int) -> torch.Tensor:
     return t[e:e + 1].to(torch.float64, copy=True)
 
 
+def matvec(Je: torch.Tensor, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """One expert's product J_e x, or J_e^T x with ``transpose``: Je (1, M, P) and x (1, P)
+    -> (1, M), or x (1, M) -> (1, P).
+
+    A plain matrix-vector product on one thread. The Gauss-Newton products are always taken
+    per expert on the expert's own storage (:func:`_own`), so their bits do not depend on
+    how many experts a rank owns, and one thread keeps them independent of the thread count;
+    the batched kernel's bits (:func:`ddpinn.nn.batched.bmm`) are not needed here and cost
+    ten times more for a matrix-vector product."""
+    A = Je[0].t() if transpose else Je[0]
+    with one_thread():
+        return torch.mv(A, x[0])[None]
+
+
 def expert_blocks(J: torch.Tensor):
     """Gram matrix of every expert, in float64: a list of (1, n, n).
 

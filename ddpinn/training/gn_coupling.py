@@ -32,9 +32,8 @@ import torch
 from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS, ConditionSet
 from ddpinn.interface.quantities import QUANTITIES
-from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
-from ddpinn.training.gn_blocks import _own, damped_factors, factor_solve
+from ddpinn.training.gn_blocks import _own, damped_factors, factor_solve, matvec
 from ddpinn.training.lsq import _side_slot
 
 COUPLINGS = ("block", "global")
@@ -160,7 +159,7 @@ class Coupling:
 
 def _jv(Js: list, v: list) -> list:
     """J_e v_e of every expert: (1, M) each, from owned J_e (1, M, P) and v_e (1, P)."""
-    return [bmm(J, x[..., None])[..., 0] for J, x in zip(Js, v)]
+    return [matvec(J, x) for J, x in zip(Js, v)]
 
 
 def curvature_terms(coupling, Js: list, v: list, Jv: list = None) -> list:
@@ -175,8 +174,7 @@ def apply_h(coupling, Js: list, v: list, lam: float) -> list:
     """Collective. ((H + lam I) v)_e = J_e^T (J_e v_e + X_e) + lam v_e: a list of (1, P)."""
     Jv = _jv(Js, v)
     X = coupling.cross(Jv)
-    return [bmm(J.transpose(1, 2), (y + x)[..., None])[..., 0] + lam * z
-            for J, y, x, z in zip(Js, Jv, X, v)]
+    return [matvec(J, y + x, transpose=True) + lam * z for J, y, x, z in zip(Js, Jv, X, v)]
 
 
 def _dots(comm, n_total, pairs) -> list:
@@ -241,8 +239,8 @@ def block_jacobi(Js: list, factors: list, space: str, lam: float):
     def apply(z: list) -> list:
         if space == "parameter":
             return [factor_solve(L, t[..., None])[..., 0] for L, t in zip(factors, z)]
-        return [(t - bmm(Je.transpose(1, 2), factor_solve(L, bmm(Je, t[..., None])))[..., 0])
-                / lam for L, Je, t in zip(factors, Js, z)]
+        return [(t - matvec(Je, factor_solve(L, matvec(Je, t)[..., None])[..., 0],
+                            transpose=True)) / lam for L, Je, t in zip(factors, Js, z)]
     return apply
 
 
@@ -254,7 +252,7 @@ def global_solve(core, J, r, gram, space):
 
     Js = _owned(core, J)
     precond = block_jacobi(Js, damped_factors(gram, core.lam), space, core.lam)
-    b = [-bmm(Je.transpose(1, 2), _own(r, e)[..., None])[..., 0] for e, Je in enumerate(Js)]
+    b = [-matvec(Je, _own(r, e), transpose=True) for e, Je in enumerate(Js)]
     iterations, tolerance = core.cg_settings
     x, k, rel = pcg(core.coupling, Js, precond, b, core.lam, core.comm, core.n_total,
                     iterations, tolerance)
