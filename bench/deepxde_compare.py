@@ -434,6 +434,8 @@ def report(results: dict, args, argv, started: str, t_start: float) -> str:
     clock = "wall time" if args.clock == "wall" else "CPU time of its process"
     stop = (f"until its error reaches {args.stop_at:g} or for at most" if args.stop_at else
             "for")
+    shipped = ("with " + ", ".join(f"`{s}`" for s in args.precise_set) if args.precise_set
+               else "as shipped")
     lines = [f"Each run trains its problem {stop} {args.budget:g} s of {clock} "
              f"({args.threads} torch thread(s), device {args.device}, one process at a time on "
              f"the same machine); the relative L2 error on a 101 x 101 grid is taken every "
@@ -443,7 +445,7 @@ def report(results: dict, args, argv, started: str, t_start: float) -> str:
              "faster). The float32 runs use Adam (same learning rate) then L-BFGS in both "
              "codes; DeepXDE runs with its example's Adam iteration count and, where ddpinn "
              "switches to L-BFGS earlier, also with ddpinn's. The `*_precise` runs are ddpinn's "
-             f"precise decks as shipped (float64, Adam then Gauss-Newton with the experts "
+             f"precise decks {shipped} (float64, Adam then Gauss-Newton with the experts "
              f"coupled), stopped at {args.precise_stop_at:g}.", "",
              "| problem | code | precision | parameters | iterations (Adam + second stage) | "
              "final error | best error | " + " | ".join(f"time to {t:.0e}" for t in TARGETS)
