@@ -14,7 +14,7 @@ from ddpinn.io.config import ConfigError, load
 from ddpinn.parallel import SerialComm
 from ddpinn.problem import build_problem
 from ddpinn.training.gauss_newton import LMCore, LevenbergMarquardt
-from ddpinn.training.gn_blocks import damped_step, expert_blocks
+from ddpinn.training.gn_blocks import _own, damped_step, expert_blocks, matvec
 from ddpinn.training.context import StepContext, StepSettings
 from ddpinn.training.loss import local_loss
 from ddpinn.training.lsq import compact_layout, residual_blocks, residual_form_missing
@@ -108,6 +108,27 @@ def test_no_accepted_trial_keeps_the_point():
     lm.step(lm.closure)  # every trial NaN; the start point is evaluated again (NaN too)
     assert torch.equal(lm.x, x0)
     assert lm.lam == 1e-3 * 2 * 4 * 8  # nu doubles at every rejection
+
+
+@pytest.mark.parametrize("M,P", [(3000, 900), (40, 90)])
+def test_matvec_is_the_product_with_the_same_bits_for_any_batch_and_thread_count(M, P):
+    g = torch.Generator().manual_seed(2)
+    J = torch.randn(3, M, P, generator=g, dtype=torch.float64)
+    x = torch.randn(1, P, generator=g, dtype=torch.float64)
+    y = torch.randn(1, M, generator=g, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    try:
+        Je = _own(J, 1)  # expert 1 of a batch of 3, on its own storage
+        got = matvec(Je, x), matvec(Je, y, transpose=True)
+        alone = _own(J[1:2], 0)  # the same expert on a rank that owns it alone
+        torch.set_num_threads(2)
+        again = matvec(alone, x), matvec(alone, y, transpose=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert got[0].shape == (1, M) and got[1].shape == (1, P)
+    assert torch.equal(got[0], again[0]) and torch.equal(got[1], again[1])
+    assert torch.allclose(got[0][0], J[1] @ x[0], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got[1][0], J[1].T @ y[0], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("M,P", [(90, 40), (30, 40), (41, 41)])
