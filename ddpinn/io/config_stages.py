@@ -26,6 +26,7 @@ class StageSection:
     coupling: str = "block"  # gauss_newton: "block" (Jacobi) or "global" (PCG, coupled)
     cg_iterations: int = 20  # gauss_newton, coupling = "global": CG iterations per solve
     cg_tolerance: float = 1e-3  # ... and its relative residual at which CG stops
+    precondition_every: int = 1  # ... steps between rebuilds of its preconditioner
     # interface conditions of this stage (default: the case's): a list or {space, time}
     conditions: Optional[Union[list, dict]] = None
     causal: bool = True  # causal weights in this stage (when [causal] chunks > 0)
@@ -125,7 +126,7 @@ def validate_stages(cfg, dtypes) -> None:
 def _check_coupling(path: str, st: StageSection) -> None:
     """``coupling`` one of :data:`~ddpinn.training.gn_coupling.COUPLINGS` ("global" in
     gauss_newton stages only), ``cg_iterations`` an integer >= 1, ``cg_tolerance`` in
-    (0, 1)."""
+    (0, 1), ``precondition_every`` an integer >= 1 (above 1 with "global" only)."""
     from ddpinn.training.gn_coupling import COUPLINGS
 
     check_choice(path + "coupling", st.coupling, list(COUPLINGS))
@@ -140,3 +141,11 @@ def _check_coupling(path: str, st: StageSection) -> None:
         raise _error(path + "cg_tolerance", tol, "a number in (0, 1) (the relative residual "
                                                   "at which CG stops)")
     st.cg_tolerance = float(tol)
+    every = st.precondition_every
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise _error(path + "precondition_every", every, "an integer >= 1 (Gauss-Newton "
+                                                          "steps between preconditioner builds)")
+    if every > 1 and st.coupling != "global":
+        raise _error(path + "precondition_every", every, "1 with coupling = "
+                     f"{st.coupling!r} (it applies to the coupled step's preconditioner: "
+                     "set coupling = 'global')")

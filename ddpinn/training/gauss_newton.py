@@ -41,7 +41,8 @@ import torch
 from ddpinn.nn.batched import bmm
 from ddpinn.parallel.reduce import reproducible_sum
 from ddpinn.training.gn_blocks import _own, damped_solve, expert_blocks, matvec
-from ddpinn.training.gn_coupling import Coupling, check_global, global_model, global_solve
+from ddpinn.training.gn_coupling import (Coupling, Preconditioner, _owned, check_global,
+                                         global_model, global_solve)
 from ddpinn.training.jacobian import jacobian
 from ddpinn.training.lsq import (per_point_copy, per_point_rows, problem_layout,
                                  residual_blocks, residual_form_missing)
@@ -77,6 +78,7 @@ class LMCore:
         self.last = {}  # diagnostics of the last step
         # coupled step (gn_coupling): a Coupling, and (max CG iterations, tolerance)
         self.coupling, self.cg_settings, self.cg_last = None, None, {}
+        self.preconditioner = Preconditioner()
 
     def residuals_and_jacobian(self):
         """Collective. r (E, M) and J (E, M, P + n_shared) at the current point."""
@@ -99,7 +101,11 @@ class LMCore:
         if not math.isfinite(loss0):
             return loss0, metrics0  # recorded by the caller: a divergence rollback
         r, J = self.residuals_and_jacobian()
-        gram, space = expert_blocks(J[..., :J.shape[-1] - self.n_shared])
+        if self.coupling is None:
+            gram, space = expert_blocks(J[..., :J.shape[-1] - self.n_shared])
+        else:  # the coupled step's preconditioner keeps its own
+            gram, space = None, None
+            self.preconditioner.begin_step(_owned(self, J), J.shape)
         dist0, shared0 = self.get()
         tries = 0
         while tries < self.max_tries:
@@ -137,7 +143,7 @@ class LMCore:
         per-expert terms are summed exactly (:func:`reproducible_sum`). With a coupling,
         the coupled step instead (:func:`~ddpinn.training.gn_coupling.global_solve`)."""
         if self.coupling is not None:
-            return global_solve(self, J, r, gram, space)
+            return global_solve(self, J, r)
         k = self.n_shared
         P = J.shape[-1] - k
         Jd, Js = J[..., :P], J[..., P:]
@@ -304,6 +310,7 @@ class GaussNewton(OptimizerAdapter):
                                       scale=lr)
         if stage.coupling == "global":
             self.opt.cg_settings = (stage.cg_iterations, stage.cg_tolerance)
+            self.opt.preconditioner = Preconditioner(stage.precondition_every)
 
     def step(self, closure, record):
         loss, metrics = self.opt.step(closure)
@@ -316,13 +323,20 @@ class GaussNewton(OptimizerAdapter):
 
     def objective_changed(self):
         self.opt.current = None
+        self.opt.preconditioner.drop()
 
     def state(self, named_dist, named_shared):
-        return {}, {}, {"gn_lambda": self.opt.lam, "gn_nu": self.opt.nu}
+        return {}, {}, {"gn_lambda": self.opt.lam, "gn_nu": self.opt.nu,
+                        "gn_preconditioner_steps": self.opt.preconditioner.steps}
 
     def load_state(self, dist, shared, scalars, named_dist, named_shared):
         if "gn_lambda" in scalars:
             self.opt.lam, self.opt.nu = float(scalars["gn_lambda"]), float(scalars["gn_nu"])
+        # The kept Gram matrices are not in the checkpoint: rebuilt at the next step, which
+        # is where the uninterrupted run rebuilds them when the count is a multiple of
+        # precondition_every.
+        self.opt.preconditioner.steps = int(scalars.get("gn_preconditioner_steps", 0))
+        self.opt.preconditioner.drop()
         self.opt.current = None
 
     @classmethod
@@ -339,21 +353,24 @@ class GaussNewton(OptimizerAdapter):
         check_global(stage, conditions, cfg, where)
 
     @classmethod
-    def memory_bytes(cls, stage, params, largest_param, rows=0.0):
+    def memory_bytes(cls, stage, params, largest_param, rows=0.0, experts=1):
         """J (E, M, P) in the dtype and in float64, per-point copies of the parameters
-        (E N P), and the normal matrix (E, min(M, P)^2) with its Cholesky factor, float64.
-        ``rows``: residual rows M per expert times E (0: unknown, the parameters only)."""
+        (E N P), and the normal matrix (E, min(M, P)^2) with its Cholesky factor, float64;
+        with ``precondition_every`` > 1 the kept Gram matrices (and J, in sample space).
+        ``rows``: residual rows M per expert times E (0: unknown, the parameters only);
+        ``experts``: E."""
         if not rows:
             return 4.0 * params
-        return float(stage_bytes(params, rows))
+        return float(stage_bytes(params / max(int(experts), 1), rows,
+                                 kept=stage.precondition_every > 1))
 
 
-def stage_bytes(params: float, rows: float) -> float:
+def stage_bytes(row_bytes: float, rows: float, kept: bool = False) -> float:
     """Bytes of one Gauss-Newton step (see :meth:`GaussNewton.memory_bytes`).
 
-    params : bytes of a rank's parameters (E P itemsize); rows : E M over its experts."""
-    per_param = params  # E P itemsize: the bytes of one row over all local experts
-    jac = rows * per_param * 2  # J, and its float64 copy (at most twice)
-    copies = rows * per_param  # the per-point copies and their gradients, about E M P
-    normal = 2 * 8 * rows * per_param / 8  # min(M, P)^2 <= M P: gram and factor, float64
-    return jac + copies + normal
+    row_bytes : bytes of one expert's parameters (P itemsize), those of one row of J;
+    rows : E M, the rows over a rank's experts; kept : a kept preconditioner."""
+    jac = rows * row_bytes * 2  # J, and its float64 copy (at most twice)
+    copies = rows * row_bytes  # the per-point copies and their gradients, about E N P
+    normal = 2 * rows * row_bytes * 8 / 8  # min(M, P)^2 <= M P: gram and factor, float64
+    return jac + copies + normal * (2 if kept else 1)

@@ -52,11 +52,15 @@ def expert_blocks(J: torch.Tensor):
 
     J (E, M, P) -> ``(gram, space)``: ``space`` is "parameter" (gram = J^T J, n = P) or
     "sample" (gram = J J^T, n = M), the smaller system."""
-    E, M, P = J.shape
-    gram = []
-    for e in range(E):
-        Je = _own(J, e)
-        gram.append(bmm(Je.transpose(1, 2), Je) if M >= P else bmm(Je, Je.transpose(1, 2)))
+    M, P = J.shape[1:]
+    return gram_blocks([_own(J, e) for e in range(J.shape[0])], M, P)
+
+
+def gram_blocks(Js: list, M: int, P: int):
+    """:func:`expert_blocks` of the experts' own Jacobians ``Js`` (1, M, P) each
+    (:func:`_own`)."""
+    ts = [Je.transpose(1, 2) for Je in Js]
+    gram = [bmm(t, Je) if M >= P else bmm(Je, t) for t, Je in zip(ts, Js)]
     return gram, ("parameter" if M >= P else "sample")
 
 

@@ -33,7 +33,8 @@ from ddpinn.interface import exchange
 from ddpinn.interface.conditions import CONDITIONS, ConditionSet
 from ddpinn.interface.quantities import QUANTITIES
 from ddpinn.parallel.reduce import reproducible_sum
-from ddpinn.training.gn_blocks import _own, damped_factors, factor_solve, matvec
+from ddpinn.training.gn_blocks import (_own, damped_factors, factor_solve, gram_blocks,
+                                       matvec)
 from ddpinn.training.lsq import _side_slot
 
 COUPLINGS = ("block", "global")
@@ -231,6 +232,49 @@ def _owned(core, J) -> list:
     return core._owned
 
 
+class Preconditioner:
+    """The block-Jacobi preconditioner of the coupled step, (J_e^T J_e + lam I)^-1 per
+    expert, whose Gram matrices are rebuilt every ``every`` steps and reused in between.
+
+    A Gram matrix costs O(M P^2) per expert, a CG iteration O(M P): with P in the
+    thousands the Gram matrices are most of a step, and the preconditioner needs only to be
+    close to the current one. Reused matrices (with the Jacobians they came from, which the
+    sample-space form needs) keep it exactly the inverse of a damped block matrix, so CG
+    still solves the current system; only its iteration count changes. The Cholesky
+    factors follow the damping: a new lambda refactors the kept matrices. ``every = 1`` is
+    the preconditioner of the current Jacobian at every step.
+
+    A stage's step count modulo ``every`` says when to rebuild (the count is in the
+    checkpoint); nothing kept (a new stage, new points, a restart) rebuilds at once.
+    """
+
+    def __init__(self, every: int = 1):
+        self.every, self.steps = int(every), 0
+        self._kept = None  # {"Js", "gram", "space", "lam", "factors"} of the last rebuild
+        self.rebuilt = False  # whether the current step rebuilt it (logged)
+
+    def drop(self) -> None:
+        """Forget the kept matrices (the objective changed)."""
+        self._kept = None
+
+    def begin_step(self, Js: list, shape: tuple) -> None:
+        """Once per Gauss-Newton step, with its per-expert Jacobians (1, M, P) and the
+        shape (E, M, P) of the rank's Jacobian."""
+        self.rebuilt = self._kept is None or self.steps % self.every == 0
+        if self.rebuilt:
+            gram, space = gram_blocks(Js, *shape[1:])
+            self._kept = {"Js": Js if space == "sample" else None, "gram": gram,
+                          "space": space, "lam": None, "factors": None}
+        self.steps += 1
+
+    def apply_for(self, lam: float):
+        """The preconditioner for damping ``lam``: a per-expert list -> list map."""
+        k = self._kept
+        if k["lam"] != lam:
+            k["factors"], k["lam"] = damped_factors(k["gram"], lam), lam
+        return block_jacobi(k["Js"], k["factors"], k["space"], lam)
+
+
 def block_jacobi(Js: list, factors: list, space: str, lam: float):
     """The preconditioner: z -> (J_e^T J_e + lam I)^-1 z_e per expert, through the factors
     of the parameter-space or sample-space Gram matrices (in sample space through
@@ -244,14 +288,14 @@ def block_jacobi(Js: list, factors: list, space: str, lam: float):
     return apply
 
 
-def global_solve(core, J, r, gram, space):
+def global_solve(core, J, r):
     """Collective. The coupled damped Gauss-Newton step ``(d (E, P), ds (0,))`` of
     :class:`~ddpinn.training.gauss_newton.LMCore` (no shared unknowns): PCG on
-    (H + lam I) d = -J^T r; its iterations and final relative residual in
-    ``core.cg_last``."""
+    (H + lam I) d = -J^T r, preconditioned by ``core.preconditioner``; its iterations and
+    final relative residual in ``core.cg_last``."""
 
     Js = _owned(core, J)
-    precond = block_jacobi(Js, damped_factors(gram, core.lam), space, core.lam)
+    precond = core.preconditioner.apply_for(core.lam)
     b = [-matvec(Je, _own(r, e), transpose=True) for e, Je in enumerate(Js)]
     iterations, tolerance = core.cg_settings
     x, k, rel = pcg(core.coupling, Js, precond, b, core.lam, core.comm, core.n_total,

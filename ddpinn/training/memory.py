@@ -165,17 +165,19 @@ def experts_per_rank(n_subdomains: int, groups: int) -> int:
 
 
 def _optimizer_bytes(stage, params: float, largest_param: float, n_params: tuple,
-                     rows: float = 0.0) -> float:
+                     rows: float = 0.0, experts: int = 1) -> float:
     """What the optimizer of ``stage`` holds besides the parameters and their gradients.
 
     Passed to an adapter whose ``memory_bytes`` takes them: ``n_params`` (parameters on the
-    rank, over all experts; a dense matrix over all parameters scales with both) and
-    ``rows`` (residual rows of the rank's experts, E M, for least-squares optimizers)."""
+    rank, over all experts; a dense matrix over all parameters scales with both), ``rows``
+    (residual rows of the rank's experts, E M, for least-squares optimizers) and
+    ``experts`` (E)."""
     if stage.steps == 0:
         return 0.0
     cls = get_optimizer_class(stage.optimizer)
     accepted = inspect.signature(cls.memory_bytes).parameters
-    extra = {k: v for k, v in (("n_params", n_params), ("rows", rows)) if k in accepted}
+    extra = {k: v for k, v in (("n_params", n_params), ("rows", rows), ("experts", experts))
+             if k in accepted}
     return cls.memory_bytes(stage, params, largest_param, **extra)
 
 
@@ -241,7 +243,7 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     stages = [s for s in cfg.stages if s.steps > 0]
     n_params = (E * sum(p.numel() for p in one), d.n_subdomains * sum(p.numel() for p in one))
     rows = E * residual_rows(problem, N)
-    optimizer = max((_optimizer_bytes(s, params, largest_param, n_params, rows)
+    optimizer = max((_optimizer_bytes(s, params, largest_param, n_params, rows, E)
                      for s in stages),
                     default=0.0)
     training = (step + optimizer + 2 * params) if stages else 0.0  # parameters + gradients

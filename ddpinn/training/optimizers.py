@@ -132,7 +132,8 @@ class OptimizerAdapter:
 
         ``params``: bytes of this rank's parameters; ``largest_param``: of its largest
         tensor. An adapter whose ``memory_bytes`` also takes ``rows`` is given the residual
-        rows of all local experts (E times the rows per expert), for Jacobians."""
+        rows of all local experts (E times the rows per expert), for Jacobians, one that
+        takes ``experts`` the number E of local experts."""
         return float(params)
 
     @classmethod

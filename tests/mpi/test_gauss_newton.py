@@ -130,3 +130,24 @@ def test_global_coupling_same_bits_on_1_2_and_4_ranks(tmp_path):
     assert [r["gn_cg_iterations"] for r in got[4][3:]] == [r["gn_cg_iterations"] for r in gn]
     loss = [r["loss"] for r in gn]
     assert np.all(np.diff(loss) <= 0) and loss[-1] < 0.5 * got[1][2]["loss"]
+
+
+def test_kept_preconditioner_same_bits_on_1_and_4_ranks_and_resumes_on_2(tmp_path):
+    """precondition_every = 2: rebuilt at the stage's steps 0, 2, 4 (global 3, 5, 7). The
+    checkpoint at step 5 (a rebuild) written on 4 ranks resumes on 2 with the same bits."""
+    sets = (*GLOBAL[:-1], "stages.1.precondition_every=2", "output.checkpoint_every=5")
+    got = {}
+    for ranks in (1, 4):
+        check(run_case(ranks, ROOT / "cases" / "poisson2d.toml", tmp_path / f"r{ranks}",
+                       *sets)[0])
+        got[ranks] = rows(tmp_path / f"r{ranks}")
+    assert [r["loss"] for r in got[4]] == [r["loss"] for r in got[1]]
+    loss = [r["loss"] for r in got[1][3:]]
+    assert np.all(np.diff(loss) <= 0) and loss[-1] < 0.6 * got[1][2]["loss"]
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "r4" / "checkpoints" / "ckpt_00000005.pt", resumed / "checkpoints")
+    check(run_case(2, ROOT / "cases" / "poisson2d.toml", resumed, *sets, resume="auto")[0])
+    after = {r["step"]: r["loss"] for r in rows(resumed)}
+    assert sorted(after) == [5, 6, 7]
+    assert [after[s] for s in (5, 6, 7)] == [got[1][s]["loss"] for s in (5, 6, 7)]

@@ -16,7 +16,8 @@ from ddpinn.parallel import SerialComm
 from ddpinn.problem import build_problem
 from ddpinn.training.gauss_newton import LevenbergMarquardt
 from ddpinn.training.gn_blocks import _own, damped_factors, expert_blocks
-from ddpinn.training.gn_coupling import apply_h, block_jacobi, curvature_terms, pcg
+from ddpinn.training.gn_coupling import (Preconditioner, apply_h, block_jacobi,
+                                         curvature_terms, pcg)
 from ddpinn.training.lsq import residual_blocks
 from ddpinn.training.solver import Solver
 
@@ -156,3 +157,63 @@ def test_conditions_that_break_the_coupled_form_and_shared_unknowns_are_refused(
              r"stages\[1\]\.cg_iterations")
     _refusal(CASES / "poisson2d.toml", (*GLOBAL, "stages.1.cg_tolerance=1.5"),
              r"stages\[1\]\.cg_tolerance")
+
+
+@pytest.mark.parametrize("width", [4, 32], ids=["parameter", "sample"])
+def test_kept_preconditioner_is_the_old_damped_block_inverse_and_pcg_still_solves(width):
+    """precondition_every = 3: the Gram matrices of the first step serve two more steps; the
+    preconditioner is then the inverse of the old damped blocks (refactored for a new
+    lambda), and PCG still solves the current system."""
+    s = _solver(width)
+    lm = LevenbergMarquardt(s)
+    lm.cg_settings = (20, 1e-3)
+    pre = Preconditioner(3)
+    _, J1 = lm.residuals_and_jacobian()
+    E, M, P = J1.shape
+    J1s = [_own(J1, e) for e in range(E)]
+    pre.begin_step(J1s, J1.shape)
+    assert pre.rebuilt
+    with torch.no_grad():  # another point: another Jacobian
+        for p in s.model.parameters():
+            p.mul_(1.1)
+    r2, J2 = lm.residuals_and_jacobian()
+    assert float((J2 - J1).norm()) > 1e-3 * float(J1.norm())
+    J2s = [_own(J2, e) for e in range(E)]
+    pre.begin_step(J2s, J2.shape)
+    assert not pre.rebuilt
+    lam = 1e-2
+    precond = pre.apply_for(lam)
+    gen = torch.Generator().manual_seed(5)
+    v = torch.randn(E, P, generator=gen, dtype=torch.float64)
+    z = precond([_own(v, e) for e in range(E)])
+    for e in range(E):
+        A = J1[e].T @ J1[e] + lam * torch.eye(P, dtype=J1.dtype)
+        assert torch.allclose(A @ z[e][0], v[e], rtol=1e-9, atol=1e-9 * float(v.abs().max()))
+    b = [-t for t in (_own(torch.einsum("emp,em->ep", J2, r2), e) for e in range(E))]
+    d, its, rel = pcg(lm.coupling, J2s, precond, b, lam, SerialComm(), E, 4000, 1e-12)
+    fresh = block_jacobi(J2s, damped_factors(expert_blocks(J2)[0], lam),
+                         expert_blocks(J2)[1], lam)
+    d2, its2, _ = pcg(lm.coupling, J2s, fresh, b, lam, SerialComm(), E, 4000, 1e-12)
+    assert rel <= 1e-12
+    assert float((torch.cat(d) - torch.cat(d2)).norm() / torch.cat(d2).norm()) < 1e-8
+    # the rebuild schedule: steps 0 and 3, and at once after drop()
+    pre.begin_step(J2s, J2.shape)
+    assert not pre.rebuilt
+    pre.begin_step(J2s, J2.shape)
+    assert pre.rebuilt
+    pre.begin_step(J2s, J2.shape)
+    assert not pre.rebuilt
+    pre.drop()
+    pre.begin_step(J2s, J2.shape)
+    assert pre.rebuilt
+
+
+def test_precondition_every_is_checked():
+    base = ("case.dtype=float64", *GLOBAL)
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.precondition_every"):
+        load(CASES / "poisson2d.toml", [*base, "stages.1.precondition_every=0"])
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.precondition_every.*coupling"):
+        load(CASES / "poisson2d.toml", ['stages.1.optimizer="gauss_newton"',
+                                        "stages.1.precondition_every=4"])
+    cfg = load(CASES / "poisson2d.toml", [*base, "stages.1.precondition_every=4"])
+    assert cfg.stages[1].precondition_every == 4
