@@ -372,5 +372,5 @@ def stage_bytes(row_bytes: float, rows: float, kept: bool = False) -> float:
     rows : E M, the rows over a rank's experts; kept : a kept preconditioner."""
     jac = rows * row_bytes * 2  # J, and its float64 copy (at most twice)
     copies = rows * row_bytes  # the per-point copies and their gradients, about E N P
-    normal = 2 * rows * row_bytes * 8 / 8  # min(M, P)^2 <= M P: gram and factor, float64
+    normal = 2 * rows * row_bytes  # min(M, P)^2 <= M P: gram and factor
     return jac + copies + normal * (2 if kept else 1)

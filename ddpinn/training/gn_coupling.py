@@ -251,7 +251,7 @@ class Preconditioner:
     def __init__(self, every: int = 1):
         self.every, self.steps = int(every), 0
         self._kept = None  # {"Js", "gram", "space", "lam", "factors"} of the last rebuild
-        self.rebuilt = False  # whether the current step rebuilt it (logged)
+        self.rebuilt = False  # whether the current step rebuilt it
 
     def drop(self) -> None:
         """Forget the kept matrices (the objective changed)."""

@@ -191,9 +191,9 @@ def test_kept_preconditioner_is_the_old_damped_block_inverse_and_pcg_still_solve
         assert torch.allclose(A @ z[e][0], v[e], rtol=1e-9, atol=1e-9 * float(v.abs().max()))
     b = [-t for t in (_own(torch.einsum("emp,em->ep", J2, r2), e) for e in range(E))]
     d, its, rel = pcg(lm.coupling, J2s, precond, b, lam, SerialComm(), E, 4000, 1e-12)
-    fresh = block_jacobi(J2s, damped_factors(expert_blocks(J2)[0], lam),
-                         expert_blocks(J2)[1], lam)
-    d2, its2, _ = pcg(lm.coupling, J2s, fresh, b, lam, SerialComm(), E, 4000, 1e-12)
+    gram2, space2 = expert_blocks(J2)
+    fresh = block_jacobi(J2s, damped_factors(gram2, lam), space2, lam)
+    d2, _, _ = pcg(lm.coupling, J2s, fresh, b, lam, SerialComm(), E, 4000, 1e-12)
     assert rel <= 1e-12
     assert float((torch.cat(d) - torch.cat(d2)).norm() / torch.cat(d2).norm()) < 1e-8
     # the rebuild schedule: steps 0 and 3, and at once after drop()
