@@ -67,6 +67,8 @@ class NetworkSection:
     fourier_features: int = 0
     fourier_scale: float = 1.0
     periodic_harmonics: int = 2
+    # periodic wavevectors: "axes" (k e_p on each axis) or "mixed" (all k, max |k_p| <= harmonics)
+    periodic_modes: str = "axes"
     derivatives: str = "taylor"
     # Taylor engine as one torch.compile-d graph per model (faster steps after a compile)
     compile: bool = False
@@ -322,7 +324,8 @@ def validate(cfg: Config) -> None:
         if value < low:
             raise ConfigError(f"field {path!r} = {value!r} must be >= {low}")
     choices = _registry_choices()
-    for path in ("case.dtype", "network.activation", "network.derivatives", "parallel.backend"):
+    for path in ("case.dtype", "network.activation", "network.derivatives",
+                 "network.periodic_modes", "parallel.backend"):
         section, key = path.split(".")
         check_choice(path, getattr(getattr(cfg, section), key), choices[path])
     validate_stages(cfg, choices["case.dtype"])  # after case.dtype: a stage's default
@@ -360,6 +363,7 @@ def validate(cfg: Config) -> None:
 
 def _registry_choices() -> dict:
     """Allowed values of the fields whose choices are registries: {field path: names}."""
+    from ddpinn.nn.encoding import PERIODIC_MODES
     from ddpinn.nn.experts import ACTIVATIONS
     from ddpinn.nn.taylor import ENGINES
     from ddpinn.parallel.backends import BACKENDS
@@ -367,7 +371,8 @@ def _registry_choices() -> dict:
     from ddpinn.training.experts import DTYPES
 
     return {"case.dtype": list(DTYPES), "network.activation": list(ACTIVATIONS),
-            "network.derivatives": list(ENGINES), "parallel.backend": [*BACKENDS, "auto"],
+            "network.derivatives": list(ENGINES), "network.periodic_modes": list(PERIODIC_MODES),
+            "parallel.backend": [*BACKENDS, "auto"],
             "points.resample": list(RESAMPLERS)}
 
 

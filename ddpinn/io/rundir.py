@@ -80,6 +80,8 @@ def identity_fields(cfg, pde_params: dict) -> dict:
     for name in ("width", "depth", "activation", "fourier_features", "fourier_scale",
                  "periodic_harmonics", "hard_initial"):  # not compile/derivatives: same model
         fields[f"network.{name}"] = getattr(net, name)
+    if net.periodic_modes != "axes":  # added later: the default keeps older identities
+        fields["network.periodic_modes"] = net.periodic_modes
     for k, v in sorted(pde_params.items()):
         fields[f"pde.params.{k}"] = _number(v)
     for k, v in sorted(cfg.pde.inverse.items()):

@@ -99,4 +99,4 @@ def mlp(spec: ExpertSpec) -> BatchedMLP:
         spec.sids, spec.lower, spec.upper, spec.out_dim, width=net.width, depth=net.depth,
         activation=net.activation, periods=spec.periods, harmonics=net.periodic_harmonics,
         fourier_features=net.fourier_features, fourier_scale=net.fourier_scale,
-        seed=spec.seed, dtype=spec.dtype)
+        seed=spec.seed, dtype=spec.dtype, periodic_modes=net.periodic_modes)

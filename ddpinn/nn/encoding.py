@@ -8,18 +8,27 @@ order of :data:`BLOCKS`:
 block              columns                                      count
 =================  ===========================================  ==========================
 ``plain``          ``(x_a - center_a) / half_width_a``          one per plain axis
-``periodic_cos``   ``cos(k_j x_p)``, flattened (P, harmonics)   P * harmonics
-``periodic_sin``   ``sin(k_j x_p)``, flattened (P, harmonics)   P * harmonics
+``periodic_cos``   ``cos(x_per @ W)``, W the wavevectors (P, M)  M (n_modes)
+``periodic_sin``   ``sin(x_per @ W)``                           M
 ``fourier_sin``    ``sin(base @ B)``, base = the blocks above   n_fourier
 ``fourier_cos``    ``cos(base @ B)``                            n_fourier
 =================  ===========================================  ==========================
 
 The encoding assembles its features from :class:`EncodingLayout` and the engine reads its
 columns from the same object, so the order is written down once, here.
+
+The periodic wavevectors come from :data:`PERIODIC_MODES` (``network.periodic_modes``):
+``"axes"`` takes ``k e_p``, k = 1..harmonics, on each periodic axis p alone; ``"mixed"`` takes
+every integer wavevector with ``max |k_p| <= harmonics`` (one of each pair +-k), so products of
+the axes' harmonics such as ``sin x cos y cos z`` are single features, not something the
+network has to build.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+
+import numpy as np
 
 #: Blocks of the encoding, in column order; the first three form the Fourier features' base.
 BLOCKS = ("plain", "periodic_cos", "periodic_sin", "fourier_sin", "fourier_cos")
@@ -33,20 +42,18 @@ class EncodingLayout:
     Parameters
     ----------
     n_plain : int, number of plain (normalised) axes
-    n_periodic : int, number of periodic axes
-    harmonics : int, frequencies per periodic axis
+    n_modes : int, number of periodic wavevectors (columns of each of cos and sin)
     n_fourier : int, number of random Fourier features
     """
 
     n_plain: int
-    n_periodic: int
-    harmonics: int
+    n_modes: int
     n_fourier: int
 
     @property
     def sizes(self) -> dict:
         """{block: number of columns}, in column order."""
-        periodic = self.n_periodic * self.harmonics
+        periodic = self.n_modes
         return dict(zip(BLOCKS, (self.n_plain, periodic, periodic, self.n_fourier,
                                  self.n_fourier)))
 
@@ -74,3 +81,24 @@ class EncodingLayout:
         if features.shape[-1] != self.width:
             raise ValueError(f"encoding has {features.shape[-1]} features, its layout "
                              f"{self} says {self.width}")
+
+
+def axis_wavevectors(n_axes: int, harmonics: int) -> np.ndarray:
+    """``k e_p`` for p = 0..n_axes-1, k = 1..harmonics, axis-major: (n_axes * harmonics, n_axes)."""
+    return np.concatenate([np.outer(np.arange(1, harmonics + 1), np.eye(n_axes)[p])
+                           for p in range(n_axes)]).reshape(-1, n_axes).astype(int)
+
+
+def mixed_wavevectors(n_axes: int, harmonics: int) -> np.ndarray:
+    """Every integer k != 0 with ``max |k_p| <= harmonics`` whose first non-zero entry is
+    positive (k and -k give the same cos/sin pair), by max-norm then lexicographically:
+    (((2 harmonics + 1)^n_axes - 1) / 2, n_axes)."""
+    rng = range(-harmonics, harmonics + 1)
+    keep = [k for k in itertools.product(rng, repeat=n_axes)
+            if any(k) and next(c for c in k if c) > 0]
+    keep.sort(key=lambda k: (max(abs(c) for c in k), k))
+    return np.array(keep, dtype=int).reshape(-1, n_axes)
+
+
+#: network.periodic_modes -> (n_axes, harmonics) -> integer wavevectors (M, n_axes)
+PERIODIC_MODES = {"axes": axis_wavevectors, "mixed": mixed_wavevectors}

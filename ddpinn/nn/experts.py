@@ -15,7 +15,7 @@ from torch import nn
 
 from ddpinn.nn.activations import ACTIVATIONS, differentiable_activation
 from ddpinn.nn.batched import baddbmm, bmm
-from ddpinn.nn.encoding import BASE_BLOCKS, EncodingLayout
+from ddpinn.nn.encoding import BASE_BLOCKS, PERIODIC_MODES, EncodingLayout
 
 __all__ = ["ACTIVATIONS", "BatchedExperts", "BatchedMLP", "expert_generator"]
 
@@ -97,20 +97,25 @@ class BatchedMLP(BatchedExperts):
         Hidden width and number of hidden layers.
     activation : str
     periods : list of float or None, length dim
-        Period of each periodic axis (None elsewhere). A periodic axis enters only through
-        ``cos(2 pi k x / L), sin(2 pi k x / L)``, k = 1..harmonics, so experts are exactly
-        periodic there.
+        Period of each periodic axis (None elsewhere). Periodic axes enter only through
+        ``cos(x_per @ W), sin(x_per @ W)`` with wavevectors ``W[p, m] = 2 pi k_mp / L_p``,
+        so experts are exactly periodic there.
+    harmonics : int
+        Largest integer wavenumber per periodic axis.
+    periodic_modes : str
+        Which integer wavevectors k (:data:`~ddpinn.nn.encoding.PERIODIC_MODES`): ``"axes"``
+        (each axis alone) or ``"mixed"`` (all combinations up to ``harmonics``).
     fourier_features : int
         Number of random Fourier features (0: none), scale ``fourier_scale``.
     seed : int
     dtype : torch.dtype
     """
 
-    shared_buffers = ("periodic_freq",)  # (P, H): the harmonics of every expert
+    shared_buffers = ("periodic_wavevectors",)  # (P, M): the same for every expert
 
     def __init__(self, sids, lower, upper, out_dim, width=32, depth=3, activation="tanh",
                  periods=None, harmonics=2, fourier_features=0, fourier_scale=1.0, seed=0,
-                 dtype=torch.float64):
+                 dtype=torch.float64, periodic_modes="axes"):
         super().__init__(sids)
         lower = torch.as_tensor(np.asarray(lower, float), dtype=dtype)
         upper = torch.as_tensor(np.asarray(upper, float), dtype=dtype)
@@ -121,14 +126,14 @@ class BatchedMLP(BatchedExperts):
         self.register_buffer("half_width", ((upper - lower) / 2)[:, None, :])
         self.plain_axes = [a for a in range(dim) if periods[a] is None]
         self.periodic_axes = [a for a in range(dim) if periods[a] is not None]
-        k = torch.arange(1, harmonics + 1, dtype=dtype)
-        self.register_buffer("periodic_freq", torch.stack(
-            [2 * math.pi * k / periods[a] for a in self.periodic_axes])
-            if self.periodic_axes else torch.zeros(0, harmonics, dtype=dtype))
+        n_per = len(self.periodic_axes)
+        k = PERIODIC_MODES[periodic_modes](n_per, harmonics) if n_per else np.zeros((0, 0))
+        scale = np.array([2 * math.pi / periods[a] for a in self.periodic_axes])
+        self.register_buffer("periodic_wavevectors",
+                             torch.tensor((k * scale).T, dtype=dtype))  # (P, M)
         self.n_fourier = int(fourier_features)
         #: which encoding columns are which (the Taylor engine reads them from it)
-        self.layout = EncodingLayout(len(self.plain_axes), len(self.periodic_axes), harmonics,
-                                     self.n_fourier)
+        self.layout = EncodingLayout(len(self.plain_axes), k.shape[0], self.n_fourier)
         enc_dim = self.layout.base_width
         if self.n_fourier:
             b = torch.stack([torch.randn(enc_dim, self.n_fourier, dtype=torch.float64,
@@ -172,10 +177,9 @@ class BatchedMLP(BatchedExperts):
             z = (x - self.center) / self.half_width
             blocks["plain"] = z[..., self.plain_axes]
         if self.periodic_axes:
-            # (E, N, P, 1) * (P, H) -> (E, N, P, H)
-            phase = x[..., self.periodic_axes, None] * self.periodic_freq
-            blocks["periodic_cos"] = torch.cos(phase).flatten(-2)
-            blocks["periodic_sin"] = torch.sin(phase).flatten(-2)
+            phase = x[..., self.periodic_axes] @ self.periodic_wavevectors  # (E, N, M)
+            blocks["periodic_cos"] = torch.cos(phase)
+            blocks["periodic_sin"] = torch.sin(phase)
         parts = [blocks[b] for b in BASE_BLOCKS if b in blocks]
         z = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         if self.n_fourier:  # blocks fourier_sin, fourier_cos

@@ -145,12 +145,18 @@ class TaylorFields:
 
     # -- level 1: Jacobian -------------------------------------------------------------------
     def _periodic_features(self):
-        """cos and sin blocks of the encoding, (E, N, P, K) each."""
-        m, layout = self.model, self.model.layout
-        P, K = m.periodic_freq.shape
-        cos = self._enc[..., layout.columns("periodic_cos")].unflatten(-1, (P, K))
-        sin = self._enc[..., layout.columns("periodic_sin")].unflatten(-1, (P, K))
-        return cos, sin
+        """cos and sin blocks of the encoding, (E, N, M) each."""
+        layout = self.model.layout
+        return (self._enc[..., layout.columns("periodic_cos")],
+                self._enc[..., layout.columns("periodic_sin")])
+
+    def _wavevectors(self) -> torch.Tensor:
+        """d phase / dx: the periodic wavevectors with zero rows on plain axes, (d, M)."""
+        m = self.model
+        w = m.periodic_wavevectors
+        out = w.new_zeros(self.x.shape[-1], w.shape[1])
+        out[m.periodic_axes] = w
+        return out
 
     def _encoding_jacobian(self) -> torch.Tensor:
         """d encode(x) / dx: (E, N', d, enc), N' = 1 when it does not depend on the point."""
@@ -163,9 +169,9 @@ class TaylorFields:
             blocks["plain"] = eye[:, m.plain_axes] / m.half_width[..., None]
         if m.periodic_axes:
             cos, sin = self._periodic_features()
-            dphase = eye[:, m.periodic_axes, None] * m.periodic_freq  # (d, P, K)
-            blocks["periodic_cos"] = (-sin[:, :, None] * dphase).flatten(-2)
-            blocks["periodic_sin"] = (cos[:, :, None] * dphase).flatten(-2)
+            dphase = self._wavevectors()  # (d, M)
+            blocks["periodic_cos"] = -sin[:, :, None] * dphase
+            blocks["periodic_sin"] = cos[:, :, None] * dphase
         jac = self._cat([blocks[b] for b in BASE_BLOCKS if b in blocks])
         if m.n_fourier:
             sin = self._enc[..., layout.columns("fourier_sin")]
@@ -209,13 +215,11 @@ class TaylorFields:
             blocks["plain"] = None  # affine: zero
         if m.periodic_axes:
             cos, sin = self._periodic_features()
-            # Count of pairs (a, a) on each periodic axis, per channel: (K_ch, P).
-            count = torch.tensor([[sum(1 for a, b in key if a == b == ax)
-                                   for ax in m.periodic_axes] for key in keys],
-                                 dtype=x.dtype, device=x.device)
-            coef = count[:, :, None] * m.periodic_freq.square()  # (K_ch, P, K)
-            blocks["periodic_cos"] = (-cos[:, :, None] * coef).flatten(-2)
-            blocks["periodic_sin"] = (-sin[:, :, None] * coef).flatten(-2)
+            # d2 phase terms of a channel: sum over its pairs of W[a] W[b], (K_ch, M).
+            w = self._wavevectors()
+            coef = torch.stack([sum(w[a] * w[b] for a, b in key) for key in keys])
+            blocks["periodic_cos"] = -cos[:, :, None] * coef
+            blocks["periodic_sin"] = -sin[:, :, None] * coef
         parts = [blocks[b] for b in BASE_BLOCKS if b in blocks]
         base = None
         if any(p is not None for p in parts):

@@ -134,7 +134,7 @@ def test_per_point_copies_of_a_hard_initial_model_give_the_autograd_jacobian():
 
 
 def test_per_point_copies_of_a_periodic_model_keep_the_shared_frequencies():
-    """periodic_freq (P, H) is the same for every expert: per_point_copy keeps it whole
+    """periodic_wavevectors (P, M) are the same for every expert: per_point_copy keeps them whole
     (repeated over experts, it made Gauss-Newton on periodic harmonics fail)."""
     s = small_solver(CASES / "advection1d.toml", 'stages.1.optimizer="gauss_newton"')
     assert s.model.periodic_axes
