@@ -183,24 +183,31 @@ def _optimizer_bytes(stage, params: float, largest_param: float, n_params: tuple
 
 def residual_rows(problem, n_rows: int) -> int:
     """Residual rows per expert of the least-squares form (:mod:`ddpinn.training.lsq`), an
-    upper bound: q residual equations per row, m boundary and m data values per row, and
-    the active conditions' widths per interface point on each of the 2 d faces."""
+    upper bound: the blocks of its compact layout (q equations per interior point, m values
+    per boundary and data row, the active conditions' widths per interface point and slot).
+    With observations (their rows follow all others), q equations and 2 m values per row of
+    the batch and every one of the 2 d faces an interface."""
     from ddpinn.interface.conditions import CONDITIONS
     from ddpinn.interface.quantities import values_per_point
+    from ddpinn.training.lsq import problem_layout
 
     cfg, pde = problem.cfg, problem.pde
     d = problem.decomposition.box.dim
     names = {c for cs in [problem.conditions, *problem.stage_conditions] for c in cs.names}
     q = len(pde.equation_names())
     widths = sum(values_per_point(CONDITIONS[c].needs, pde.n_out, q, d) for c in names)
+    lay = problem_layout(problem)
+    interface = lay.slots * cfg.points.interface * widths
     if problem.shape_counts is not None:  # the blocks' own maxima over the subdomains
-        from ddpinn.training.lsq import problem_layout
-
-        lay = problem_layout(problem)
         entries = max(int(problem.shape_counts.entries.max()), 1)
-        return (lay.res_rows * q + (entries + lay.data_rows) * pde.n_out
-                + lay.slots * cfg.points.interface * widths)
-    return n_rows * (q + 2 * pde.n_out) + 2 * d * cfg.points.interface * widths
+        return lay.res_rows * q + (entries + lay.data_rows) * pde.n_out + interface
+    obs = problem.observation_counts
+    if obs is not None and int(np.max(obs)):
+        return n_rows * (q + 2 * pde.n_out) + 2 * d * cfg.points.interface * widths
+    # A box batch: the boundary block, then the data block from the same first row over the
+    # boundary and data rows (lsq._box_blocks).
+    data = (lay.bc_rows + lay.data_rows) * pde.n_out if cfg.points.data else 0
+    return cfg.points.interior * q + lay.bc_rows * pde.n_out + data + interface
 
 
 def estimate_rank_memory(cfg, problem, ranks: int) -> dict:

@@ -12,8 +12,8 @@ from ddpinn.training.gauss_newton import LevenbergMarquardt
 from ddpinn.training.loss import local_loss
 from ddpinn.training.lsq import problem_layout, residual_blocks
 
-from test_gauss_newton import (CASES, MPI_CASES, _args, _context, jacobian_and_autograd,
-                               small_solver)
+from test_gauss_newton import (CASES, MPI_CASES, SOLVERS, _args, _context,
+                               jacobian_and_autograd, small_solver)
 
 NEUMANN_WALLS = ('boundary=[{tags = ["x_lower", "x_upper"], kind = "neumann", '
                  'values = "exact"}, {tags = "initial", kind = "dirichlet", values = "exact"}]')
@@ -67,7 +67,7 @@ def test_shaped_rows_sum_of_squares_is_each_experts_loss(name):
             if a is not None:
                 assert torch.allclose(a, b, rtol=1e-9, atol=1e-12 * float(a.abs().max()))
     assert r.shape[1] < residual_blocks(*args, **kw).shape[1]  # the layout is compact
-    if name == "heat_observations":
+    if name == "heat_csv_observations":
         assert s.problem.observation_counts is not None and layout.data_rows > 6
         assert float(terms.metrics["data"].min()) > 0
 
@@ -121,6 +121,26 @@ def test_memory_estimate_counts_the_rows_of_a_shaped_case(name):
     s = small_solver(SHAPED[name][0], *SHAPED[name][1])
     r, _ = LevenbergMarquardt(s).residuals_and_jacobian()
     assert residual_rows(s.problem, s.batch.x.shape[1]) == r.shape[1]
+
+
+BOXES = {**SOLVERS, "tgv_time_slabs": (CASES / "tgv3d_re100.toml",
+                                       ("decomposition.grid=[1, 1, 1, 4]",)),
+         "heat_csv_observations": (CASES / "heat1d_inverse_csv.toml", ("points.data=6",))}
+
+
+@pytest.mark.parametrize("name", sorted(BOXES))
+def test_memory_estimate_bounds_the_rows_of_a_box_case(name):
+    """Exactly the rows of the compact layout on a box; observations (rows after all others)
+    keep the looser bound."""
+    from ddpinn.training.memory import residual_rows
+
+    s = small_solver(BOXES[name][0], *BOXES[name][1], 'stages.1.optimizer="gauss_newton"')
+    r, _ = LevenbergMarquardt(s).residuals_and_jacobian()
+    rows = residual_rows(s.problem, s.batch.x.shape[1])
+    if name == "heat_csv_observations":
+        assert rows >= r.shape[1]
+    else:
+        assert rows == r.shape[1]
 
 
 def test_per_point_copies_of_a_hard_initial_model_give_the_autograd_jacobian():
