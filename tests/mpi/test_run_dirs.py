@@ -70,11 +70,24 @@ def start(case, out, *sets, resume=None, overwrite=False):
                             env=env, cwd=ROOT, start_new_session=True)
 
 
-def wait_for(path: Path, proc, timeout=120):
+def wait_for_checkpoint(run_dir: Path, step: int, proc, not_of_run=None, timeout=120):
+    """Wait until ``run_dir`` holds a checkpoint of ``step`` or later (and not of the run
+    ``not_of_run``, whose files may still be there until an overwrite moves them aside).
+
+    Pruning keeps only the newest few, so one file (say step 20) may come and go between two
+    polls of a fast run; any later checkpoint shows the run got there.
+    """
     t0 = time.time()
-    while not path.exists():
+    while True:
+        try:  # the directory may be moved or files pruned while we look
+            if any(checkpoint.step_of(p) >= step
+                   and checkpoint.run_id_of(p) not in (None, not_of_run)
+                   for p in checkpoint.list_checkpoints(Path(run_dir) / "checkpoints")):
+                return
+        except OSError:
+            pass
         assert proc.poll() is None, proc.communicate()
-        assert time.time() - t0 < timeout, f"no {path} within {timeout} s"
+        assert time.time() - t0 < timeout, f"no checkpoint of step >= {step} within {timeout} s"
         time.sleep(0.1)
 
 
@@ -89,7 +102,7 @@ def test_fresh_run_in_a_used_directory_is_refused_and_overwrite_keeps_the_old_ru
     first = run_id(out)
     # --overwrite: a new run whose checkpoints survive; the old one moved aside, whole.
     proc = start(CASE, out, "stages.0.steps=100000", "stages.0.lr=1e-2", overwrite=True)
-    wait_for(out / "checkpoints" / "ckpt_00000020.pt", proc)
+    wait_for_checkpoint(out, 20, proc, not_of_run=first)
     proc.send_signal(signal.SIGTERM)  # mpiexec forwards it: checkpoint and exit 85
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_REQUEUE, err
@@ -129,7 +142,7 @@ def test_resume_from_a_checkpoint_of_another_case_is_refused(tmp_path):
 def test_one_run_per_directory_and_a_killed_run_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "r"
     first = start(CASE, out, "stages.0.steps=100000")
-    wait_for(out / "checkpoints" / "ckpt_00000010.pt", first)
+    wait_for_checkpoint(out, 10, first)
     for resume in ("auto", None):
         proc, secs = run_case(2, CASE, out, resume=resume, timeout=60)
         one_error(proc, "in use by another ddpinn run", "pid")
