@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from report import update_section  # noqa: E402
 
+from ddpinn.io.config import load as load_config  # noqa: E402
+
 TARGETS = {"velocity": 5e-2, "energy": 2e-2}
 
 
@@ -61,6 +63,9 @@ def main() -> int:
     d, d_ref = series["dissipation"], series["reference_dissipation"]
     rel_d = np.abs(d - d_ref) / np.max(np.abs(d_ref))
     vel = errors["l2_velocity"]
+    cfg = load_config(run / "config.toml")  # the run's own precision and threads
+    threads = cfg.parallel.threads
+    how = f"{cfg.case.dtype}, {threads} thread{'s' if threads != 1 else ''} per rank"
     fig_dir = ROOT / "bench" / "figures"
     fig_dir.mkdir(exist_ok=True)
     figs = []
@@ -78,7 +83,7 @@ def main() -> int:
     met_v = "yes" if vel <= TARGETS["velocity"] else "no"
     met_e = "yes" if rel_e.max() <= TARGETS["energy"] else "no"
     body = f"""
-Command: `{command}` (float32, one thread per rank, a 2-core CPU machine shared with other jobs,
+Command: `{command}` ({how}, a 2-core CPU machine shared with other jobs,
 so the training time is an upper bound); the table by
 `python bench/tgv.py {args.case} --ranks {args.ranks} --out OUT --collect`.
 
