@@ -43,7 +43,10 @@ def fresh_residuals(run: Path, n: int, seed: int) -> tuple:
     xt = torch.tensor(x, dtype=dtype).requires_grad_(True)
     pde = problem.pde
     fields = make_fields(experts.model, xt, pde.axes, pde.outputs, problem.cfg.network.derivatives)
-    res = pde.residual(fields, dict(pde.params)).detach().numpy()
+    # Learned coefficients (inverse problems) come from the checkpoint, one copy per expert.
+    learned = {k[len("param/"):]: torch.full((len(experts.sids), 1), float(v), dtype=dtype)
+               for k, v in (state.get("shared") or {}).items() if k.startswith("param/")}
+    res = pde.residual(fields, {**pde.params, **learned}).detach().numpy()
     return experts.sids, x, res, path.name
 
 
