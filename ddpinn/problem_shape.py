@@ -36,6 +36,8 @@ def check_supported(cfg) -> None:
         (cfg.parallel.replicas > 1, "parallel.replicas", "data-parallel replicas"),
         (cfg.points.resample == "r3", "points.resample", "R3 resampling (it redraws points "
                                                           "in the cell's box)"),
+        (cfg.points.sampling != "uniform", "points.sampling", "low-discrepancy points (a "
+                                                               "shape keeps uniform ones)"),
         (cfg.network.hard_initial, "network.hard_initial", "a hard initial condition "
                                                             "(give it as a [[boundary]] "
                                                             "condition on tag 'initial')"),

@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ddpinn.geometry.sampling import unit_samples
+
 SPACE_AXES = ("x", "y", "z")
 
 
@@ -69,9 +71,11 @@ class Face:
         return float(np.prod(np.delete(box.width, self.axis))) if box.dim > 1 else 1.0
 
 
-def sample_box(box: Box, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Uniform random points inside ``box``; returns shape (n, dim)."""
-    u = rng.random((n, box.dim))
+def sample_box(box: Box, n: int, rng: np.random.Generator,
+               sampling: str = "uniform") -> np.ndarray:
+    """Points inside ``box`` of the set ``sampling`` (:data:`~ddpinn.geometry.sampling.
+    UNIT_SAMPLERS`; uniform random by default); returns shape (n, dim)."""
+    u = unit_samples(sampling, n, box.dim, rng)
     return np.asarray(box.lower) + u * box.width
 
 

@@ -84,6 +84,7 @@ class PointsSection:
     data: int = 0
     resample_every: int = 0
     resample: str = "uniform"  # how points change every resample_every steps: RESAMPLERS
+    sampling: str = "uniform"  # the point sets drawn: UNIT_SAMPLERS (uniform, sobol, halton)
 
 
 @dataclass
@@ -331,7 +332,8 @@ def validate(cfg: Config) -> None:
     validate_stages(cfg, choices["case.dtype"])  # after case.dtype: a stage's default
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
     check_choice("parallel.wait", cfg.parallel.wait, WAITS)
-    check_choice("points.resample", cfg.points.resample, choices["points.resample"])
+    for path in ("points.resample", "points.sampling"):
+        check_choice(path, getattr(cfg.points, path.split(".")[1]), choices[path])
     if cfg.points.resample == "r3" and cfg.points.resample_every < 1:
         raise ConfigError(f"field 'points.resample_every' = {cfg.points.resample_every!r} "
                           f"must be >= 1 with points.resample = 'r3' (steps between updates)")
@@ -367,13 +369,14 @@ def _registry_choices() -> dict:
     from ddpinn.nn.experts import ACTIVATIONS
     from ddpinn.nn.taylor import ENGINES
     from ddpinn.parallel.backends import BACKENDS
+    from ddpinn.geometry.sampling import UNIT_SAMPLERS
     from ddpinn.training.resampling import RESAMPLERS
     from ddpinn.training.experts import DTYPES
 
     return {"case.dtype": list(DTYPES), "network.activation": list(ACTIVATIONS),
             "network.derivatives": list(ENGINES), "network.periodic_modes": list(PERIODIC_MODES),
             "parallel.backend": [*BACKENDS, "auto"],
-            "points.resample": list(RESAMPLERS)}
+            "points.resample": list(RESAMPLERS), "points.sampling": list(UNIT_SAMPLERS)}
 
 
 def _validate_causal(cfg: Config) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ddpinn.geometry import sample_box
+from ddpinn.geometry.sampling import unit_samples
 
 TAG_INTERIOR, TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE, TAG_R3 = 1, 2, 3, 4, 5
 # The choice of a gridded observation file's nodes per expert (ddpinn.data.observations).
@@ -37,14 +38,15 @@ def share_size(n: int, replica: int, replicas: int) -> int:
     return len(range(replica, n, replicas))
 
 
-def interface_points(itf, sid: int, n: int, seed: int, epoch: int = 0) -> np.ndarray:
+def interface_points(itf, sid: int, n: int, seed: int, epoch: int = 0,
+                     sampling: str = "uniform") -> np.ndarray:
     """Points of interface ``itf`` as seen by subdomain ``sid``: (n, d).
 
     Both sides share the tangential coordinates; the normal coordinate is the interface's
     position in ``sid``'s frame (they differ only across a periodic wrap).
     """
     rng = rng_for(seed, TAG_INTERFACE, epoch, *itf.seed_key())
-    pts = sample_box(itf.face_box, n, rng)
+    pts = sample_box(itf.face_box, n, rng, sampling)
     pts[:, itf.axis] = itf.coord(sid)
     return pts
 
@@ -124,11 +126,12 @@ def problem_rows(problem, replicas: int = 1) -> int:
                        replicas) + extra
 
 
-def _uniform(keys, n, d) -> np.ndarray:
-    """Uniform draws in [0, 1), one sid-keyed stream per row of ``keys``: (K, n, d)."""
+def _unit(keys, n, d, sampling="uniform") -> np.ndarray:
+    """Points in [0, 1)^d of the set ``sampling``, one sid-keyed stream per row of ``keys``:
+    (K, n, d)."""
     out = np.empty((len(keys), n, d))
     for k, key in enumerate(keys):
-        out[k] = rng_for(*key).random((n, d))
+        out[k] = unit_samples(sampling, n, d, rng_for(*key))
     return out
 
 
@@ -156,19 +159,20 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
     bc_w, bc_t = np.zeros((E, N, m)), np.zeros((E, N, m))
     data_w, data_t = np.zeros((E, N, m)), np.zeros((E, N, m))
 
-    interior = lower[:, None] + _uniform([(seed, TAG_INTERIOR, epoch, s) for s in sids],
-                                         n_int, d) * width[:, None]
+    sampling = points_cfg.sampling
+    interior = lower[:, None] + _unit([(seed, TAG_INTERIOR, epoch, s) for s in sids],
+                                      n_int, d, sampling) * width[:, None]
     interior = interior[:, replica::replicas]
     x[:] = interior[:, :1]  # padding rows: a valid point, weight 0
     x[:, :k_int] = interior
     res_w[:, :k_int] = 1.0 / n_int
 
     n_faces = _boundary_faces(decomp, sids, pde, params, time_axis, (seed, epoch), n_bc,
-                              k_int, (replica, replicas), x, bc_w, bc_t)
+                              k_int, (replica, replicas), x, bc_w, bc_t, sampling)
     r_data = k_int + k_bc * n_faces  # (E,)
     if n_data:
-        pts = lower[:, None] + _uniform([(seed, TAG_DATA, s) for s in sids], n_data, d) \
-            * width[:, None]
+        pts = lower[:, None] + _unit([(seed, TAG_DATA, s) for s in sids], n_data, d,
+                                     sampling) * width[:, None]
         pts = pts[:, replica::replicas]
         rows = r_data[:, None] + np.arange(k_data)
         x[np.arange(E)[:, None], rows] = pts
@@ -177,7 +181,7 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
         data_w[np.arange(E)[:, None], rows] = 1.0 / n_data
 
     sides, k_if = _interface_sides(decomp, sids, n_if, seed, epoch, r_data + k_data, x,
-                                   replica, replicas)
+                                   replica, replicas, sampling)
 
     # The same row on every rank (a minimum over the whole decomposition), so every expert's
     # arithmetic keeps the same shapes on any rank count.
@@ -193,7 +197,7 @@ def build_points(decomp, sids, pde, points_cfg, seed, params, time_axis=None, ep
 
 
 def _boundary_faces(decomp, sids, pde, params, time_axis, key, n_bc, first_row, share, x,
-                    bc_w, bc_t) -> np.ndarray:
+                    bc_w, bc_t, sampling="uniform") -> np.ndarray:
     """Write the boundary points of the experts ``sids`` into ``x`` (E, N, d) from row
     ``first_row`` on, with their Dirichlet targets and weights into ``bc_t`` and ``bc_w``
     (E, N, m); ``key`` = (seed, epoch), ``share`` = (replica, replicas). Returns the number
@@ -210,9 +214,9 @@ def _boundary_faces(decomp, sids, pde, params, time_axis, key, n_bc, first_row, 
     n_faces = np.bincount(face_e, minlength=len(sids))
     first_face = np.cumsum(n_faces) - n_faces
     face_row = first_row + k_bc * (np.arange(len(face_e)) - first_face[face_e])
-    pts = lower[face_e, None] + _uniform(
+    pts = lower[face_e, None] + _unit(
         [(seed, TAG_BOUNDARY, epoch, sids[e], a, s + 1)
-         for e, a, s in zip(face_e, face_a, face_s)], n_bc, d) * width[face_e, None]
+         for e, a, s in zip(face_e, face_a, face_s)], n_bc, d, sampling) * width[face_e, None]
     pts = pts[:, replica::replicas]
     pts[np.arange(len(face_e)), :, face_a] = np.where(
         face_hi == 1, upper[face_e, face_a], lower[face_e, face_a])[:, None]
@@ -229,7 +233,7 @@ def _boundary_faces(decomp, sids, pde, params, time_axis, key, n_bc, first_row, 
 
 
 def _interface_sides(decomp, sids, n_if, seed, epoch, first_row, x, replica=0,
-                     replicas=1) -> tuple:
+                     replicas=1, sampling="uniform") -> tuple:
     """Write the interface points of the experts ``sids`` into ``x`` (E, N, d) from row
     ``first_row[e]`` on; return their sides, (e, row0, Interface) in (e, iid) order, and the
     points per side (this replica's share of ``n_if``).
@@ -246,8 +250,8 @@ def _interface_sides(decomp, sids, n_if, seed, epoch, first_row, x, replica=0,
         return [], share_size(n_if, replica, replicas)
     face_lo = np.array([i.face_box.lower for i in itfs], float).reshape(len(itfs), -1)
     face_w = np.array([i.face_box.upper for i in itfs], float).reshape(len(itfs), -1) - face_lo
-    pts = face_lo[:, None] + _uniform([(seed, TAG_INTERFACE, epoch, *i.seed_key())
-                                       for i in itfs], n_if, x.shape[-1]) * face_w[:, None]
+    pts = face_lo[:, None] + _unit([(seed, TAG_INTERFACE, epoch, *i.seed_key())
+                                    for i in itfs], n_if, x.shape[-1], sampling) * face_w[:, None]
     pts = pts[:, replica::replicas]
     k_if = share_size(n_if, replica, replicas)
     # Sides: (position in iids, 0 lower / 1 upper) for every end owned here, by (e, iid).

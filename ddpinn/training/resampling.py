@@ -4,9 +4,9 @@
 ``r3`` is retain-resample-release (Daw et al., "Mitigating propagation failures in physics-
 informed neural networks using retain-resample-release (R3) sampling", 2023): every k steps,
 per subdomain, the interior points whose residual magnitude is above the subdomain's mean are
-retained, the others released and replaced by fresh uniform points. The fresh points come from
-a generator keyed by (seed, step, sid), so they are the same on any rank count; the number of
-interior points stays constant, so the padded batch keeps its shape.
+retained, the others released and replaced by fresh points (of the set ``points.sampling``).
+The fresh points come from a generator keyed by (seed, step, sid), so they are the same on any
+rank count; the number of interior points stays constant, so the padded batch keeps its shape.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def retain_resample_release(solver, step: int, every: int) -> bool:
 
 
 def r3_points(points: np.ndarray, magnitude: np.ndarray, box, seed: int, step: int,
-              sid: int) -> np.ndarray:
+              sid: int, sampling: str = "uniform") -> np.ndarray:
     """One R3 update of a subdomain's interior points.
 
     Parameters
@@ -58,12 +58,14 @@ def r3_points(points: np.ndarray, magnitude: np.ndarray, box, seed: int, step: i
     magnitude : ndarray (n,), residual magnitude at them
     box : Box of the subdomain
     seed, step, sid : key of the fresh points' generator
+    sampling : str, the set the fresh points come from (``points.sampling``)
 
     Returns
     -------
     ndarray (n, d): the retained points (|r| above the mean, in their order), then fresh
-    uniform points in ``box`` in place of the released ones.
+    points of the set ``sampling`` in ``box`` in place of the released ones.
     """
     keep = magnitude > magnitude.mean()
-    fresh = sample_box(box, len(points) - int(keep.sum()), rng_for(seed, TAG_R3, step, sid))
+    fresh = sample_box(box, len(points) - int(keep.sum()), rng_for(seed, TAG_R3, step, sid),
+                       sampling)
     return np.concatenate([points[keep], fresh])

@@ -194,7 +194,8 @@ class Solver:
         magnitude = self.residual_magnitude()[:, :n]
         current = self.interior_points().double().cpu().numpy()
         new = [r3_points(current[e], magnitude[e], self.decomposition.subdomains[sid].box,
-                         self.cfg.case.seed, step, sid) for e, sid in enumerate(self.sids)]
+                         self.cfg.case.seed, step, sid, self.cfg.points.sampling)
+               for e, sid in enumerate(self.sids)]
         self.set_interior(torch.as_tensor(np.stack(new)))
         return True
 
