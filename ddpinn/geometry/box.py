@@ -73,8 +73,8 @@ class Face:
 
 def sample_box(box: Box, n: int, rng: np.random.Generator,
                sampling: str = "uniform") -> np.ndarray:
-    """Points inside ``box`` of the set ``sampling`` (:data:`~ddpinn.geometry.sampling.
-    UNIT_SAMPLERS`; uniform random by default); returns shape (n, dim)."""
+    """Points inside ``box`` of the set ``sampling`` (a name in
+    :data:`ddpinn.geometry.sampling.UNIT_SAMPLERS`; uniform random by default): (n, dim)."""
     u = unit_samples(sampling, n, box.dim, rng)
     return np.asarray(box.lower) + u * box.width
 

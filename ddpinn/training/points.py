@@ -38,15 +38,14 @@ def share_size(n: int, replica: int, replicas: int) -> int:
     return len(range(replica, n, replicas))
 
 
-def interface_points(itf, sid: int, n: int, seed: int, epoch: int = 0,
-                     sampling: str = "uniform") -> np.ndarray:
+def interface_points(itf, sid: int, n: int, seed: int, epoch: int = 0) -> np.ndarray:
     """Points of interface ``itf`` as seen by subdomain ``sid``: (n, d).
 
     Both sides share the tangential coordinates; the normal coordinate is the interface's
     position in ``sid``'s frame (they differ only across a periodic wrap).
     """
     rng = rng_for(seed, TAG_INTERFACE, epoch, *itf.seed_key())
-    pts = sample_box(itf.face_box, n, rng, sampling)
+    pts = sample_box(itf.face_box, n, rng)
     pts[:, itf.axis] = itf.coord(sid)
     return pts
 

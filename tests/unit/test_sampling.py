@@ -3,7 +3,6 @@ more even than random points, used by every set of a batch independently of the 
 block, and checked in the case file."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -58,8 +57,11 @@ def test_a_batch_draws_every_set_from_the_sampling_and_is_block_independent():
     uniform = build_points(d, [0], pde, PointsSection(interior=64, boundary=16, interface=16),
                            3, pde.params, 2)
     assert not torch.equal(uniform.x[0, :64], full.x[0, :64])
-    # Boundary and interface rows differ from the uniform draws too.
-    assert not torch.equal(uniform.x[0, 64:], full.x[0, 64:uniform.x.shape[1]])
+    # The first boundary face's rows and the first interface's rows differ from the uniform
+    # draws too (rows: 64 interior, 16 per boundary face, then 16 per interface).
+    start = 64 + 16 * len(d.boundary_faces(0, 2))
+    for rows in (slice(64, 80), slice(start, start + 16)):
+        assert not torch.equal(uniform.x[0, rows], full.x[0, rows])
 
 
 def test_r3_refills_from_the_sampling():
