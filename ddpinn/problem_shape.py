@@ -31,11 +31,13 @@ def case_shape(cfg):
 def check_supported(cfg) -> None:
     """Features that do not (yet) combine with a shaped domain: one message each."""
     what = "'domain.shape'" if cfg.domain.shape else "'[[boundary]]' conditions"
+    r3_at = ["points.resample"] * (cfg.points.resample == "r3") + [
+        f"stages[{i}].resample" for i, st in enumerate(cfg.stages) if st.resample == "r3"]
     unsupported = [
         (cfg.domain.periodic, "domain.periodic", "periodic axes"),
         (cfg.parallel.replicas > 1, "parallel.replicas", "data-parallel replicas"),
-        (cfg.points.resample == "r3", "points.resample", "R3 resampling (it redraws points "
-                                                          "in the cell's box)"),
+        (bool(r3_at), (r3_at or [""])[0], "R3 resampling (it redraws points in the "
+                                           "cell's box)"),
         (cfg.points.sampling != "uniform", "points.sampling", "low-discrepancy points (a "
                                                                "shape keeps uniform ones)"),
         (cfg.network.hard_initial, "network.hard_initial", "a hard initial condition "

@@ -21,7 +21,8 @@ except ModuleNotFoundError:  # Python < 3.11
 from ddpinn.io.config_errors import ConfigError, check_choice  # noqa: F401  (public here)
 from ddpinn.io.config_domain import (boundary_tables, check_cuts, data_tables,
                                      domain_from_shape)
-from ddpinn.io.config_stages import StageSection, optimizer_class, validate_stages  # noqa: F401
+from ddpinn.io.config_stages import (StageSection, optimizer_class,  # noqa: F401
+                                     resamplers_named, validate_stages)
 
 
 @dataclass
@@ -209,7 +210,7 @@ def _unknown(path: str, key: str, cls) -> ConfigError:
 
 def _coerce(path: str, value: Any, default: Any, hint) -> Any:
     """Check ``value`` against the type of ``default``/``hint`` (ints widen to float)."""
-    if isinstance(default, bool):
+    if isinstance(default, bool) and "Union" not in str(hint):
         ok = isinstance(value, bool)
         want = "true or false"
     elif isinstance(default, int) and not isinstance(default, bool):
@@ -334,12 +335,13 @@ def validate(cfg: Config) -> None:
     check_choice("parallel.wait", cfg.parallel.wait, WAITS)
     for path in ("points.resample", "points.sampling"):
         check_choice(path, getattr(cfg.points, path.split(".")[1]), choices[path])
-    if cfg.points.resample == "r3" and cfg.points.resample_every < 1:
+    r3 = "r3" in resamplers_named(cfg)  # by points.resample or a stage's resample
+    if r3 and cfg.points.resample_every < 1:
         raise ConfigError(f"field 'points.resample_every' = {cfg.points.resample_every!r} "
-                          f"must be >= 1 with points.resample = 'r3' (steps between updates)")
+                          f"must be >= 1 with R3 resampling (steps between updates)")
     _validate_causal(cfg)
-    if cfg.points.resample == "r3" and cfg.parallel.replicas > 1:
-        raise ConfigError("field 'points.resample' = 'r3' adapts the points of each subdomain "
+    if r3 and cfg.parallel.replicas > 1:
+        raise ConfigError("R3 resampling ('r3') adapts the points of each subdomain "
                           "as a whole and cannot be split over parallel.replicas = "
                           f"{cfg.parallel.replicas}; use replicas = 1 or resample = 'uniform'")
     replicas = cfg.parallel.replicas

@@ -30,7 +30,9 @@ class StageSection:
     # interface conditions of this stage (default: the case's): a list or {space, time}
     conditions: Optional[Union[list, dict]] = None
     causal: bool = True  # causal weights in this stage (when [causal] chunks > 0)
-    resample: bool = True  # points change in this stage (points.resample_every > 0)
+    # points change in this stage (points.resample_every > 0): true (by points.resample),
+    # false (fixed points), or a resampler's name for this stage alone (e.g. "uniform")
+    resample: Union[bool, str] = True
     dtype: Optional[str] = None  # precision of this stage (default: case.dtype)
     # stopping rules (:mod:`ddpinn.training.stage_rules`); None: the rule is off
     target_loss: Optional[float] = None  # stop once the global loss is <= this
@@ -121,6 +123,35 @@ def validate_stages(cfg, dtypes) -> None:
         check_choice(path + "dtype", st.dtype, list(dtypes))
         _check_rules(path, st)
         _check_coupling(path, st)
+        _check_resample(path, st, cfg.points.resample_every)
+
+
+def _check_resample(path: str, st: StageSection, every: int) -> None:
+    """``resample``: true, false or a registered resampler's name (which needs
+    ``points.resample_every`` = ``every`` >= 1)."""
+    from ddpinn.training.resampling import RESAMPLERS
+
+    if isinstance(st.resample, bool):
+        return
+    if not isinstance(st.resample, str) or st.resample not in RESAMPLERS:
+        raise _error(path + "resample", st.resample,
+                     f"true, false or a resampler: {', '.join(RESAMPLERS)}")
+    if every < 1:
+        raise _error(path + "resample", st.resample, "true or false while "
+                     f"points.resample_every = {every} (set the steps between updates)")
+
+
+def stage_resampler(cfg, st: StageSection) -> Optional[str]:
+    """The resampler that changes the points in stage ``st``, or None (fixed points)."""
+    if st.resample is False or cfg.points.resample_every < 1:
+        return None
+    return cfg.points.resample if st.resample is True else st.resample
+
+
+def resamplers_named(cfg) -> set:
+    """Every resampler the case names: ``points.resample`` and the stages' own."""
+    return {cfg.points.resample} | {st.resample for st in cfg.stages
+                                    if isinstance(st.resample, str)}
 
 
 def _check_coupling(path: str, st: StageSection) -> None:

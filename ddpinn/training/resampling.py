@@ -1,4 +1,5 @@
-"""How collocation points change during training: a registry keyed by ``points.resample``.
+"""How collocation points change during training: a registry keyed by ``points.resample``
+(and by a stage's ``resample``, which may name another one for that stage).
 
 ``uniform`` redraws every point every ``points.resample_every`` steps (a new sampling epoch).
 ``r3`` is retain-resample-release (Daw et al., "Mitigating propagation failures in physics-
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ddpinn.geometry import sample_box
+from ddpinn.io.config_stages import resamplers_named
 from ddpinn.training.points import TAG_R3, rng_for
 
 RESAMPLERS = {}
@@ -30,8 +32,9 @@ def resampler(name: str, adapts_points: bool = False):
 
 
 def adapted_points(cfg) -> bool:
-    """Whether the case's resampler keeps interior points that must be checkpointed."""
-    return RESAMPLERS[cfg.points.resample].adapts_points
+    """Whether a resampler of the case (``points.resample`` or a stage's own) keeps interior
+    points that must be checkpointed."""
+    return any(RESAMPLERS[name].adapts_points for name in resamplers_named(cfg))
 
 
 @resampler("uniform")

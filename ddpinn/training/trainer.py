@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ddpinn.io import checkpoint
+from ddpinn.io.config_stages import stage_resampler
 from ddpinn.io.metrics import MetricsWriter
 from ddpinn.parallel.errors import DDPINNError
 from ddpinn.training.evaluate import evaluate
@@ -222,10 +223,10 @@ class Trainer:
                 f"evaluates and rewrites its outputs; to train on, {hint}")
 
     # -- the loop ------------------------------------------------------------------------
-    def _maybe_resample(self):
-        every = self.cfg.points.resample_every
-        update = RESAMPLERS[self.cfg.points.resample]
-        if every > 0 and update(self.solver, self.global_step, every):
+    def _maybe_resample(self, stage):
+        name = stage_resampler(self.cfg, stage)
+        if name and RESAMPLERS[name](self.solver, self.global_step,
+                                     self.cfg.points.resample_every):
             self.optimizer.objective_changed()
 
     def _rollback(self, loss) -> None:
@@ -377,8 +378,7 @@ class Trainer:
             opt = self.optimizer
             self.solver.use_causal = stage.causal
             while self.stage_step < stage.steps and not self.rules.ended_by:
-                if stage.resample:
-                    self._maybe_resample()
+                self._maybe_resample(stage)
                 self.comm.times.reset()
                 t_step = time.perf_counter()
                 # New causal weights are a new objective (L-BFGS drops its last line search).

@@ -12,6 +12,10 @@ import pytest
 import torch
 
 from ddpinn.io import checkpoint
+from ddpinn.io.config import load
+from ddpinn.parallel import SerialComm
+from ddpinn.problem import build_problem
+from ddpinn.training.solver import Solver
 
 from .conftest import HERE, check, run_case
 
@@ -113,3 +117,40 @@ def test_a_stage_may_switch_causal_weights_and_resampling_off(reference_run, tmp
     for sid in range(8):
         assert torch.equal(checkpoint.record(last, sid)["points/interior"],
                            checkpoint.record(at_45, sid)["points/interior"])
+
+
+def test_a_stage_may_name_its_own_resampler(reference_run, tmp_path):
+    """``stages.1.resample = "uniform"`` after an R3 stage: the Adam stage is unchanged, the
+    L-BFGS stage trains on the uniform draw of sampling epoch 45 // 15 (every interior point
+    redrawn, the same points a solver of the case draws for that epoch), the same on 2 and
+    4 ranks, and a checkpoint inside the stage resumes on another rank count."""
+    own = tmp_path / "own"
+    stage_uniform = 'stages.1.resample="uniform"'
+    proc, _ = run_case(2, CASE, own, stage_uniform, "output.checkpoint_every=5")
+    check(proc)
+    ref, got = rows(reference_run), rows(own)
+    assert sorted(got) == list(range(STEPS))
+    assert_same(ref, got, range(45))
+    assert got[45]["loss"] != ref[45]["loss"]  # new points (R3 would keep half of them)
+    four = tmp_path / "four"
+    proc, _ = run_case(4, CASE, four, stage_uniform)
+    check(proc)
+    assert_same(got, rows(four), range(STEPS))
+
+    cfg = load(CASE, [stage_uniform])
+    solver = Solver(build_problem(cfg), SerialComm())
+    solver.resample(45 // cfg.points.resample_every)
+    drawn = solver.interior_points()
+    at_45 = checkpoint.load(own / "checkpoints" / "ckpt_00000045.pt")
+    at_50 = checkpoint.load(own / "checkpoints" / "ckpt_00000050.pt")
+    for e, sid in enumerate(solver.sids):
+        pts = checkpoint.record(at_50, sid)["points/interior"]
+        assert torch.equal(pts, drawn[e])
+        assert not torch.isin(pts, checkpoint.record(at_45, sid)["points/interior"]).any()
+
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(own / "checkpoints" / "ckpt_00000050.pt", resumed / "checkpoints")
+    proc, _ = run_case(4, CASE, resumed, stage_uniform, resume="auto")
+    check(proc)
+    assert_same(got, rows(resumed), range(50, STEPS))

@@ -4,6 +4,7 @@ constant, fresh points keyed by seed, step and sid; only interior rows change), 
 case-file errors."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -162,6 +163,14 @@ def test_r3_update_of_a_solver_changes_only_interior_rows():
     ("heat1d.toml", ["points.resample=r4"], "points.resample", "uniform, r3"),
     ("heat1d.toml", ["points.resample=r3", "points.resample_every=0"],
      "points.resample_every", ">= 1"),
+    ("heat1d.toml", ["points.resample_every=5", "stages.0.resample=r4"],
+     "stages[0].resample", "uniform, r3"),
+    ("heat1d.toml", ["points.resample_every=5", "stages.0.resample=2"],
+     "stages[0].resample", "true, false or a resampler"),
+    ("heat1d.toml", ["stages.0.resample=uniform"], "stages[0].resample",
+     "points.resample_every = 0"),
+    ("heat1d.toml", ["points.resample_every=5", "stages.0.resample=r3", "parallel.replicas=2"],
+     "'r3'", "replicas = 1"),
     ("poisson2d.toml", ["causal.chunks=4"], "causal.chunks", "time axis"),
     ("heat1d.toml", ["causal.chunks=-1"], "causal.chunks", ">= 0"),
     ("heat1d.toml", ["causal.chunks=4", "causal.epsilon=[]"], "causal.epsilon", "list"),
@@ -175,6 +184,29 @@ def test_bad_causal_and_resample_fields(case, sets, field, allowed):
         load(CASES / case, sets)
     msg = str(exc.value)
     assert field in msg and allowed in msg, msg
+
+
+def test_stage_resampler_true_false_or_a_name():
+    from ddpinn.io.config_stages import resamplers_named, stage_resampler
+
+    cfg = load(CASES / "heat1d.toml", ["points.resample_every=5", "stages.0.resample=r3"])
+    first, *rest = cfg.stages
+    assert stage_resampler(cfg, first) == "r3" and resamplers_named(cfg) == {"uniform", "r3"}
+    assert all(stage_resampler(cfg, st) == "uniform" for st in rest)
+    cfg.stages[0].resample = False
+    assert stage_resampler(cfg, cfg.stages[0]) is None
+
+
+@pytest.mark.parametrize("where, field", [
+    ('resample = "r3"', "points.resample"),
+    ('[[stages]]\nresample = "r3"', "stages[0].resample")])
+def test_a_shaped_domain_refuses_r3_wherever_it_is_named(tmp_path, where, field):
+    deck = tmp_path / "case.toml"
+    deck.write_text('[case]\nname = "p"\n[domain.shape]\ntype = "disk"\ncenter = [0.5, 0.5]\n'
+                    'radius = 0.5\n[decomposition]\ngrid = [2, 1]\n[pde]\nname = "poisson"\n'
+                    '[points]\nresample_every = 5\n' + where.replace("[[", "\n[[") + "\n")
+    with pytest.raises(ConfigError, match=rf"'{re.escape(field)}': R3 .*domain.shape"):
+        build_problem(load(deck))
 
 
 def test_epsilon_number_or_schedule():
