@@ -1,6 +1,7 @@
 """Periodic wavevectors of the MLP encoding (``network.periodic_modes``): which wavevectors
 each choice takes, exact periodicity, the Taylor engine against autograd on mixed modes, and
-the point of mixed modes (a product of the axes' harmonics is one feature)."""
+the point of mixed modes (a product of the axes' harmonics is one feature), and the
+equal-parity lattice that the Taylor-Green flow stays on."""
 from __future__ import annotations
 
 import math
@@ -11,8 +12,10 @@ import torch
 
 from ddpinn.io.config import ConfigError, from_dict
 from ddpinn.nn import BatchedMLP, Fields, TaylorFields
-from ddpinn.nn.encoding import PERIODIC_MODES, axis_wavevectors, mixed_wavevectors
+from ddpinn.nn.encoding import (PERIODIC_MODES, axis_wavevectors, equal_parity_wavevectors,
+                                mixed_wavevectors)
 from ddpinn.pdes import PDES
+from ddpinn.references.spectral import taylor_green_reference
 
 PI = math.pi
 
@@ -32,6 +35,39 @@ def test_mixed_wavevectors_take_one_of_each_pair(n_axes, harmonics):
     assert not any(tuple(-v) in seen for v in k)  # k and -k: one cos/sin pair
     if n_axes == 1:
         assert k[:, 0].tolist() == list(range(1, harmonics + 1))  # the same as "axes"
+
+
+@pytest.mark.parametrize("n_axes,harmonics", [(1, 3), (2, 2), (3, 1), (3, 2), (3, 4)])
+def test_equal_parity_wavevectors_are_the_mixed_ones_on_a_lattice_closed_under_sums(
+        n_axes, harmonics):
+    mixed = mixed_wavevectors(n_axes, harmonics)
+    k = equal_parity_wavevectors(n_axes, harmonics)
+    odd, even = 2 * ((harmonics + 1) // 2), 2 * (harmonics // 2) + 1  # values per entry
+    assert len(k) == (odd ** n_axes + even ** n_axes - 1) // 2
+    kept = {tuple(v) for v in k}
+    assert [tuple(v) for v in mixed if tuple(v) in kept] == [tuple(v) for v in k]  # order
+    assert all(len({c % 2 for c in v}) == 1 for v in kept)
+    for a in k:  # a sum (or difference) within the bound is a feature again, up to sign
+        for b in k:
+            for c in (a + b, a - b):
+                if c.any() and np.abs(c).max() <= harmonics:
+                    assert tuple(c) in kept or tuple(-c) in kept
+    if n_axes == 1:
+        np.testing.assert_array_equal(k, mixed)
+
+
+def test_taylor_green_flow_stays_on_the_equal_parity_lattice():
+    """The spectral Taylor-Green solution (k = (+-1, +-1, +-1) at t = 0) has no energy in a
+    mode of mixed parity at a later time, and modes of equal parity carry it."""
+    n = 16
+    ref = taylor_green_reference(n, 0.01, [0.0, 1.0])
+    k = np.fft.fftfreq(n, 1 / n).astype(int)
+    kx, ky, kz = np.meshgrid(k, k, k, indexing="ij")
+    equal = ((kx - ky) % 2 == 0) & ((ky - kz) % 2 == 0)
+    energy = (np.abs(np.fft.fftn(ref.velocity[1], axes=(1, 2, 3))) ** 2).sum(0)
+    higher = equal & (np.maximum(np.maximum(abs(kx), abs(ky)), abs(kz)) >= 2)
+    assert energy[~equal].sum() < 1e-20 * energy.sum()
+    assert energy[higher].sum() > 1e-4 * energy.sum()  # the flow left its initial modes
 
 
 def model(modes, periods, dim=4, out=4, fourier=0, seed=3):
@@ -55,10 +91,11 @@ def points(n=9, seed=0):
     return x
 
 
-def test_mixed_modes_are_exactly_periodic_and_sized_by_the_layout():
-    m = model("mixed", [2 * PI, 2 * PI, 2 * PI, None])
-    assert m.periodic_wavevectors.shape == (3, 62) and m.layout.n_modes == 62
-    assert m.encode(points()).shape[-1] == m.layout.width == 1 + 2 * 62
+@pytest.mark.parametrize("modes, n_modes", [("mixed", 62), ("equal_parity", 17)])
+def test_mixed_modes_are_exactly_periodic_and_sized_by_the_layout(modes, n_modes):
+    m = model(modes, [2 * PI, 2 * PI, 2 * PI, None])
+    assert m.periodic_wavevectors.shape == (3, n_modes) and m.layout.n_modes == n_modes
+    assert m.encode(points()).shape[-1] == m.layout.width == 1 + 2 * n_modes
     x = points()
     for a in range(3):
         shifted = x.clone()
@@ -107,7 +144,7 @@ def test_a_product_of_harmonics_is_one_mixed_feature_and_not_an_axes_one():
         feats = m.encode(x)[0]
         coef = torch.linalg.lstsq(feats, target[:, None]).solution
         residual[modes] = float((feats @ coef)[:, 0].sub(target).norm() / target.norm())
-    assert residual["mixed"] < 1e-12
+    assert residual["mixed"] < 1e-12 and residual["equal_parity"] < 1e-12
     assert residual["axes"] > 0.5
 
 
