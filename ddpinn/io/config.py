@@ -330,7 +330,7 @@ def validate(cfg: Config) -> None:
                  "network.periodic_modes", "parallel.backend"):
         section, key = path.split(".")
         check_choice(path, getattr(getattr(cfg, section), key), choices[path])
-    validate_stages(cfg, choices["case.dtype"])  # after case.dtype: a stage's default
+    validate_stages(cfg, choices["case.dtype"], choices["points.resample"])  # after case.dtype
     check_choice("parallel.device", cfg.parallel.device, DEVICES)
     check_choice("parallel.wait", cfg.parallel.wait, WAITS)
     for path in ("points.resample", "points.sampling"):

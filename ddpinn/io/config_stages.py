@@ -96,10 +96,11 @@ def optimizer_class(path: str, name):
     return get_optimizer_class(name)
 
 
-def validate_stages(cfg, dtypes) -> None:
+def validate_stages(cfg, dtypes, resamplers) -> None:
     """Check and resolve every stage of ``cfg`` (lr and dtype defaults filled in).
 
-    ``dtypes``: the allowed precision names. Raises ConfigError naming the field."""
+    ``dtypes``, ``resamplers``: the allowed precision and resampler names. Raises
+    ConfigError naming the field."""
     from ddpinn.training.schedules import SCHEDULES
 
     for i, st in enumerate(cfg.stages):
@@ -123,19 +124,17 @@ def validate_stages(cfg, dtypes) -> None:
         check_choice(path + "dtype", st.dtype, list(dtypes))
         _check_rules(path, st)
         _check_coupling(path, st)
-        _check_resample(path, st, cfg.points.resample_every)
+        _check_resample(path, st, cfg.points.resample_every, resamplers)
 
 
-def _check_resample(path: str, st: StageSection, every: int) -> None:
-    """``resample``: true, false or a registered resampler's name (which needs
+def _check_resample(path: str, st: StageSection, every: int, resamplers) -> None:
+    """``resample``: true, false or one of the ``resamplers`` names (which needs
     ``points.resample_every`` = ``every`` >= 1)."""
-    from ddpinn.training.resampling import RESAMPLERS
-
     if isinstance(st.resample, bool):
         return
-    if not isinstance(st.resample, str) or st.resample not in RESAMPLERS:
+    if not isinstance(st.resample, str) or st.resample not in resamplers:
         raise _error(path + "resample", st.resample,
-                     f"true, false or a resampler: {', '.join(RESAMPLERS)}")
+                     f"true, false or a resampler: {', '.join(resamplers)}")
     if every < 1:
         raise _error(path + "resample", st.resample, "true or false while "
                      f"points.resample_every = {every} (set the steps between updates)")
