@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ddpinn.io.config import ConfigError
+from ddpinn.io.config_stages import resampler_fields
 
 BOX_TYPES = {1: "interval", 2: "rectangle", 3: "box"}
 
@@ -31,8 +32,7 @@ def case_shape(cfg):
 def check_supported(cfg) -> None:
     """Features that do not (yet) combine with a shaped domain: one message each."""
     what = "'domain.shape'" if cfg.domain.shape else "'[[boundary]]' conditions"
-    r3_at = ["points.resample"] * (cfg.points.resample == "r3") + [
-        f"stages[{i}].resample" for i, st in enumerate(cfg.stages) if st.resample == "r3"]
+    r3_at = [field for field, name in resampler_fields(cfg).items() if name == "r3"]
     unsupported = [
         (cfg.domain.periodic, "domain.periodic", "periodic axes"),
         (cfg.parallel.replicas > 1, "parallel.replicas", "data-parallel replicas"),

@@ -147,10 +147,18 @@ def stage_resampler(cfg, st: StageSection) -> Optional[str]:
     return cfg.points.resample if st.resample is True else st.resample
 
 
+def resampler_fields(cfg) -> dict:
+    """{field: resampler name} of every field that names one: ``points.resample``, then the
+    stages' own (``stages[i].resample``), in the case file's order."""
+    named = {"points.resample": cfg.points.resample}
+    named.update((f"stages[{i}].resample", st.resample) for i, st in enumerate(cfg.stages)
+                 if isinstance(st.resample, str))
+    return named
+
+
 def resamplers_named(cfg) -> set:
     """Every resampler the case names: ``points.resample`` and the stages' own."""
-    return {cfg.points.resample} | {st.resample for st in cfg.stages
-                                    if isinstance(st.resample, str)}
+    return set(resampler_fields(cfg).values())
 
 
 def _check_coupling(path: str, st: StageSection) -> None:
