@@ -137,7 +137,7 @@ def _print_data_memory(problem, owner, groups: int) -> None:
         return
     d = problem.decomposition
     print("data files: MB of values each rank reads and holds (only its subdomains' part; "
-          "a reference is read whole, for scoring)")
+          "a reference: its part inside the domain, for scoring)")
     for data in problem.data.values():
         per_rank = []
         for r in range(groups):
@@ -146,8 +146,9 @@ def _print_data_memory(problem, owner, groups: int) -> None:
                 nbytes = sum(data.nbytes_for(d.lower[s], d.upper[s]) for s in sids)
             elif data.spec.use == "boundary":  # one region: the rank's cells together
                 nbytes = data.nbytes_for(d.lower[sids].min(0), d.upper[sids].max(0))
-            else:
-                nbytes = data.nbytes_for(*data.source.bounds())
+            else:  # a reference: its part inside the domain, on every rank
+                nbytes = data.nbytes_for(*data.source.overlap(problem.box.lower,
+                                                              problem.box.upper))
             per_rank.append(nbytes / 2 ** 20)
         shown = " ".join(f"{v:.2f}" for v in per_rank[:16]) + (" ..." if groups > 16 else "")
         print(f"  {data.name} ({data.spec.use}, {data.source.kind}, {data.source.path.name}): "

@@ -58,6 +58,23 @@ class DataBlock:
             n += sum(g.nbytes for g in self.grid)
         return int(n)
 
+    def within(self, lower, upper) -> "DataBlock":
+        """The grid lines (a grid) or rows (points) inside [lower, upper] ((d,) each, a
+        tolerance of :data:`TOLERANCE` of the box's extent on each side), as a new block;
+        e.g. the scoring points of a reference that reaches beyond the domain."""
+        lo, hi = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+        tol = TOLERANCE * np.maximum(hi - lo, 1.0)
+        keep = lambda c, k: (c >= lo[k] - tol[k]) & (c <= hi[k] + tol[k])  # noqa: E731
+        if self.kind == "grid":
+            masks = [keep(c, k) for k, c in enumerate(self.grid)]
+            values = self.values[np.ix_(*masks)]
+            return DataBlock(self.kind, self.axes_names, self.fields, self.source, None,
+                             values, [c[m] for c, m in zip(self.grid, masks)],
+                             self.interpolation)
+        rows = np.all([keep(self.points[:, k], k) for k in range(len(lo))], axis=0)
+        return DataBlock(self.kind, self.axes_names, self.fields, self.source,
+                         self.points[rows], self.values[rows], None, self.interpolation)
+
     def interpolate(self, x) -> np.ndarray:
         """Values at ``x``.
 

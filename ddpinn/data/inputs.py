@@ -111,16 +111,16 @@ class DataInput:
                                               np.asarray(upper, float)))
 
 
-def check_inside(source, lower, upper, names) -> None:
-    """DataFileError when the data reach outside the box [lower, upper] (d,)."""
+def check_reaches(source, lower, upper, names) -> None:
+    """DataFileError when no point of the data lies inside the box [lower, upper] (d,)."""
+    lo, hi = source.overlap(lower, upper)
+    if np.all(lo <= hi) and source.count_box(lo, hi) > 0:
+        return
     d_lo, d_hi = source.bounds()
-    tol = 1e-9 * np.maximum(1.0, upper - lower)
-    bad = np.flatnonzero((d_lo < lower - tol) | (d_hi > upper + tol))
-    if len(bad):
-        a = int(bad[0])
-        raise DataFileError(f"data file {str(source.path)!r} reaches {names[a]} in "
-                            f"[{d_lo[a]:.6g}, {d_hi[a]:.6g}], outside the domain's "
-                            f"[{lower[a]:.6g}, {upper[a]:.6g}]")
+    held = ", ".join(f"{a} in [{a0:.6g}, {a1:.6g}]" for a, a0, a1 in zip(names, d_lo, d_hi))
+    box = ", ".join(f"{a} in [{a0:.6g}, {a1:.6g}]" for a, a0, a1 in zip(names, lower, upper))
+    raise DataFileError(f"data file {str(source.path)!r} has no point inside the domain "
+                        f"({box}); its data lie in {held}")
 
 
 def open_inputs(tables, pde, box, base_dir=None) -> dict:
@@ -128,7 +128,7 @@ def open_inputs(tables, pde, box, base_dir=None) -> dict:
 
     Checks what can be checked before training: the table's keys, that the file exists and
     has the columns, that boundary data cover the domain (``box``) and that reference data
-    lie inside it.
+    have points inside it.
     """
     from ddpinn.io.config_errors import ConfigError
 
@@ -153,8 +153,8 @@ def open_inputs(tables, pde, box, base_dir=None) -> dict:
             lower, upper = np.asarray(box.lower, float), np.asarray(box.upper, float)
             if spec.use == "boundary":  # interpolated anywhere on the boundary
                 check_covers(source, lower, upper, "the domain")
-            elif spec.use == "reference":  # scored where it is: inside the domain
-                check_inside(source, lower, upper, box.names)
+            elif spec.use == "reference":  # scored at its points inside the domain
+                check_reaches(source, lower, upper, box.names)
         except DataFileError as exc:
             raise ConfigError(f"field '{where}.file': {exc}") from None
         out[spec.name] = DataInput(spec, source)

@@ -97,6 +97,12 @@ class NetcdfGrid(DataSource):
             out.append((min(i0, i1), i1))
         return out
 
+    def count_box(self, lower, upper) -> int:
+        """Grid nodes inside [lower, upper] (from the coordinate variables alone)."""
+        lo, hi = self.box(lower, upper)
+        return int(np.prod([np.count_nonzero((c >= lo[k]) & (c <= hi[k]))
+                            for k, c in enumerate(self.coordinates())]))
+
     # ------------------------------------------------------------------ reading
 
     def estimate_bytes(self, lower, upper) -> int:

@@ -122,6 +122,29 @@ class DataSource:
         """Memory (bytes) of :meth:`read_box`'s block for the same box."""
         raise NotImplementedError
 
+    def count_box(self, lower, upper) -> int:
+        """Points (rows, or grid nodes) inside [lower, upper]."""
+        raise NotImplementedError
+
+    def read_inside(self, lower, upper) -> DataBlock:
+        """The points (rows, or grid lines) inside [lower, upper] only, read as a part of the
+        file: a reference larger than the domain is scored where the two overlap. The box
+        gets :data:`~ddpinn.data.block.TOLERANCE` of its extent on each side."""
+        return self.read_box(*self.overlap(lower, upper)).within(lower, upper)
+
+    def overlap(self, lower, upper) -> tuple:
+        """(lower, upper): the data's coverage within [lower, upper] grown by the tolerance
+        (:meth:`tolerant`); lower > upper on an axis where the two do not meet."""
+        lo, hi = self.tolerant(lower, upper)
+        d_lo, d_hi = self.bounds()
+        return np.maximum(lo, d_lo), np.minimum(hi, d_hi)
+
+    def tolerant(self, lower, upper) -> tuple:
+        """[lower, upper] grown by :data:`~ddpinn.data.block.TOLERANCE` of its extent."""
+        lo, hi = self.box(lower, upper)
+        tol = TOLERANCE * np.maximum(hi - lo, 1.0)
+        return lo - tol, hi + tol
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}, kind={self.kind!r}, "
                 f"axes={self.axes}, fields={self.fields})")

@@ -64,7 +64,7 @@ def _make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
     shape = shape or [DEFAULT_POINTS[box.dim]] * box.dim
     from_file = problem.data_for("reference") if hasattr(problem, "data_for") else []
     if from_file or pde.has_reference:
-        ref = data_reference(from_file[0], pde) if from_file else _load_reference(pde, box, comm)
+        ref = data_reference(from_file[0], pde, box) if from_file else _load_reference(pde, box, comm)
         if ref is not None and ref.scattered:
             axes, pts = grid_points(box, shape)
             return TestGrid(axes, pts, ref.values, ref.source, ref.points)
@@ -83,14 +83,14 @@ def _make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
     return TestGrid(axes, pts, None, "none")
 
 
-def data_reference(data, pde):
-    """The reference of a ``[[data]]`` table with use = "reference": the whole file (each
-    rank reads it; errors are measured on rank 0). Outputs the file lacks are NaN and get no
-    error."""
+def data_reference(data, pde, box):
+    """The reference of a ``[[data]]`` table with use = "reference": its points (or grid
+    lines) inside the domain ``box``, so a file that reaches beyond it (a whole DNS around a
+    subvolume) is scored where the two overlap. Each rank reads that part; errors are
+    measured on rank 0. Outputs the file lacks are NaN and get no error."""
     from ddpinn.io.reference import Reference
 
-    lower, upper = data.source.bounds()
-    block = data.source.read_box(lower, upper)
+    block = data.source.read_inside(box.lower, box.upper)
     values = np.asarray(block.values, dtype=np.float64)
     full = np.full(values.shape[:-1] + (pde.n_out,), np.nan)
     for k, name in enumerate(data.outputs):

@@ -122,6 +122,62 @@ def test_a_reference_file_is_the_test_grid(tmp_path):
     assert np.allclose(grid.truth[:, 0], u)
 
 
+
+def _heat(x, t):
+    return np.exp(-0.1 * math.pi ** 2 * t) * np.sin(math.pi * x)
+
+
+def _reference_case(tmp_path, file):
+    text = HEAT.read_text().replace('use = "observations"\nnoise = 0.01', 'use = "reference"')
+    case = tmp_path / "case.toml"
+    case.write_text(text.replace("heat1d_observations.csv", str(file)))
+    return case
+
+
+def test_a_reference_grid_beyond_the_domain_is_scored_inside_it(tmp_path):
+    """A reference grid over x in [-0.5, 1.5], t in [0, 2] (a DNS around the case's domain
+    [0, 1] x [0, 1]): the test grid is its nodes inside the domain, edges included."""
+    from ddpinn.training.evaluate import make_test_grid
+    from tests.unit.test_data_files import write_grid
+
+    x, t = np.linspace(-0.5, 1.5, 41), np.linspace(0.0, 2.0, 21)
+    path = write_grid(tmp_path / "ref.nc", {"t": t, "x": x},
+                      {"u": _heat(x[None, :], t[:, None])})
+    grid = make_test_grid(_problem(_reference_case(tmp_path, path)))
+    assert np.allclose(grid.axes[0], x[(x >= 0) & (x <= 1)])   # 21 nodes, 0 and 1 included
+    assert np.allclose(grid.axes[1], t[t <= 1]) and len(grid.axes[1]) == 11
+    assert grid.points.shape == (21 * 11, 2)
+    assert np.allclose(grid.truth[:, 0], _heat(grid.points[:, 0], grid.points[:, 1]))
+
+
+def test_reference_rows_beyond_the_domain_are_left_out(tmp_path):
+    from ddpinn.training.evaluate import make_test_grid
+
+    rng = np.random.default_rng(3)
+    x, t = rng.uniform(-1, 2, 400), rng.uniform(-1, 2, 400)
+    np.savetxt(tmp_path / "ref.csv", np.stack([x, t, _heat(x, t)], 1), delimiter=",",
+               header="x,t,u", comments="")
+    grid = make_test_grid(_problem(_reference_case(tmp_path, tmp_path / "ref.csv")))
+    inside = (x >= 0) & (x <= 1) & (t >= 0) & (t <= 1)
+    assert inside.sum() > 20
+    assert np.allclose(grid.scattered, np.stack([x, t], 1)[inside])
+    assert np.allclose(grid.truth[:, 0], _heat(x, t)[inside])
+
+
+@pytest.mark.parametrize("where", ["beside", "between nodes"])
+def test_a_reference_without_a_point_in_the_domain_is_refused(tmp_path, where):
+    from tests.unit.test_data_files import write_grid
+
+    # beside: x in [1.5, 2.5]; between nodes: its x nodes -1 and 2 straddle [0, 1]
+    x = np.linspace(1.5, 2.5, 5) if where == "beside" else np.array([-1.0, 2.0])
+    t = np.linspace(0.0, 1.0, 3)
+    path = write_grid(tmp_path / "ref.nc", {"t": t, "x": x},
+                      {"u": _heat(x[None, :], t[:, None])})
+    with pytest.raises(ConfigError, match=r"field 'data\.0\.file'.*has no point inside the "
+                                          r"domain \(x in \[0, 1\], t in \[0, 1\]\)"):
+        _problem(_reference_case(tmp_path, path))
+
+
 BAD = {
     "no such file": ('data.0.file="missing.csv"', "data.0.file"),
     "unknown use": ('data.0.use="measurements"', "data.0.use"),
