@@ -62,9 +62,8 @@ class DataBlock:
         """The grid lines (a grid) or rows (points) inside [lower, upper] ((d,) each, a
         tolerance of :data:`TOLERANCE` of the box's extent on each side), as a new block;
         e.g. the scoring points of a reference that reaches beyond the domain."""
-        lo, hi = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
-        tol = TOLERANCE * np.maximum(hi - lo, 1.0)
-        keep = lambda c, k: (c >= lo[k] - tol[k]) & (c <= hi[k] + tol[k])  # noqa: E731
+        lo, hi = grown(lower, upper)
+        keep = lambda c, k: (c >= lo[k]) & (c <= hi[k])  # noqa: E731
         if self.kind == "grid":
             masks = [keep(c, k) for k, c in enumerate(self.grid)]
             values = self.values[np.ix_(*masks)]
@@ -109,6 +108,14 @@ class DataBlock:
         point = ", ".join(f"{a}={v:.10g}" for a, v in zip(self.axes_names, x[i]))
         return DataFileError(f"data file {self.source!r}: point {i} ({point}) is outside "
                              f"the data read, which covers {coverage}")
+
+
+def grown(lower, upper) -> tuple:
+    """(lower, upper) float64 (d,), each side moved out by :data:`TOLERANCE` of the box's
+    extent (at least of 1), so that coordinates on the faces count as inside."""
+    lo, hi = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+    tol = TOLERANCE * np.maximum(hi - lo, 1.0)
+    return lo - tol, hi + tol
 
 
 def _ranges(names, lo, hi) -> str:

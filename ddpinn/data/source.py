@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpinn.data.block import TOLERANCE, DataBlock
+from ddpinn.data.block import TOLERANCE, DataBlock, grown
 from ddpinn.data.errors import DataFileError
 
 __all__ = ["DataFileError", "DataSource", "DataBlock", "check_covers"]
@@ -129,21 +129,16 @@ class DataSource:
     def read_inside(self, lower, upper) -> DataBlock:
         """The points (rows, or grid lines) inside [lower, upper] only, read as a part of the
         file: a reference larger than the domain is scored where the two overlap. The box
-        gets :data:`~ddpinn.data.block.TOLERANCE` of its extent on each side."""
+        is :func:`~ddpinn.data.block.grown` by the tolerance."""
         return self.read_box(*self.overlap(lower, upper)).within(lower, upper)
 
     def overlap(self, lower, upper) -> tuple:
         """(lower, upper): the data's coverage within [lower, upper] grown by the tolerance
-        (:meth:`tolerant`); lower > upper on an axis where the two do not meet."""
-        lo, hi = self.tolerant(lower, upper)
+        (:func:`~ddpinn.data.block.grown`); lower > upper on an axis where the two do not
+        meet."""
+        lo, hi = grown(*self.box(lower, upper))
         d_lo, d_hi = self.bounds()
         return np.maximum(lo, d_lo), np.minimum(hi, d_hi)
-
-    def tolerant(self, lower, upper) -> tuple:
-        """[lower, upper] grown by :data:`~ddpinn.data.block.TOLERANCE` of its extent."""
-        lo, hi = self.box(lower, upper)
-        tol = TOLERANCE * np.maximum(hi - lo, 1.0)
-        return lo - tol, hi + tol
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}, kind={self.kind!r}, "

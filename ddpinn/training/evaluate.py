@@ -64,7 +64,8 @@ def _make_test_grid(problem, shape=None, cache=None, comm=None) -> TestGrid:
     shape = shape or [DEFAULT_POINTS[box.dim]] * box.dim
     from_file = problem.data_for("reference") if hasattr(problem, "data_for") else []
     if from_file or pde.has_reference:
-        ref = data_reference(from_file[0], pde, box) if from_file else _load_reference(pde, box, comm)
+        ref = (data_reference(from_file[0], pde, box) if from_file
+               else _load_reference(pde, box, comm))
         if ref is not None and ref.scattered:
             axes, pts = grid_points(box, shape)
             return TestGrid(axes, pts, ref.values, ref.source, ref.points)
