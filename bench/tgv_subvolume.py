@@ -169,7 +169,7 @@ def main(argv=None) -> None:
         args.set = ['parallel.device="cuda"', *args.set]
     data_cmd = make_data(args.data, args.n, args.device, args.reference_points)
     lines, worst, n = dissipation_check(args.data)
-    rows, layouts, frozen = [], set(), None
+    rows, layouts, last = [], set(), None
     for variant in args.variants:
         run = args.data / f"run_{args.case.stem}_{variant}"
         if not args.runs_only:
@@ -177,7 +177,9 @@ def main(argv=None) -> None:
         if (run / "errors.json").exists():
             rows.append(run_row(variant, run, args.data))
             layouts.add(run_layout(run))
-            frozen = frozen_error(run, args.data)
+            last = run
+    # the same grid and reference for every variant: one yardstick
+    frozen = frozen_error(last, args.data) if last is not None else None
     extra = " ".join(f"--set {s}" for s in args.set)
     text = "\n".join([
         f"Data: `{data_cmd}` (spectral {n}^3, 2/3 dealiasing, RK4; the cube [pi/8, 5 pi/8]^3 "

@@ -14,7 +14,6 @@ error of the velocity over every node of the cube.
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import time
 
@@ -22,6 +21,9 @@ import netCDF4
 import numpy as np
 import torch
 
+from ddpinn.decomposition.grid import decompose
+from ddpinn.decomposition.locate import locate
+from ddpinn.geometry.box import Box
 from ddpinn.nn.experts import BatchedMLP
 
 
@@ -62,12 +64,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     points, vel, lower, upper = cube_data(args.file, args.offset, args.side, args.window)
-    grid = np.array(args.grid)
-    h = (upper - lower) / grid
-    cells = np.array(list(itertools.product(*(range(g) for g in grid))))
-    owner = np.ravel_multi_index(np.clip(((points - lower) / h).astype(int), 0, grid - 1).T, grid)
-    rows = [np.flatnonzero(owner == e) for e in range(len(cells))]
-    model = BatchedMLP(list(range(len(cells))), lower + cells * h, lower + (cells + 1) * h, 3,
+    cells = decompose(Box(tuple(lower), tuple(upper), ("x", "y", "z", "t")), args.grid,
+                      time_axis=3)
+    owner = locate(points, cells)
+    rows = [np.flatnonzero(owner == e) for e in range(cells.n_subdomains)]
+    model = BatchedMLP(list(range(cells.n_subdomains)), cells.lower, cells.upper, 3,
                        width=args.width, depth=args.depth,
                        fourier_features=args.fourier_features,
                        fourier_scale=args.fourier_scale, dtype=torch.float32)
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, 0.9995)
     print(f"{len(points)} nodes, cube {lower[:3]} .. {upper[:3]}, t {lower[3]} .. {upper[3]}, "
-          f"{len(cells)} experts")
+          f"{cells.n_subdomains} experts")
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < 60 * args.minutes:
         batch = torch.as_tensor(np.stack([rng.choice(r, args.batch) for r in rows]))
@@ -89,7 +90,7 @@ def main(argv=None) -> None:
     with torch.no_grad():
         for e, r in enumerate(rows):
             for part in np.array_split(r, max(1, len(r) // 20000)):
-                pred = model.network(x[part][None].expand(len(cells), -1, -1))[e]
+                pred = model.network(x[part][None].expand(cells.n_subdomains, -1, -1))[e]
                 num += float(((pred - y[part]) ** 2).sum())
     error = math.sqrt(num / float((y ** 2).sum()))
     print(f"{steps} Adam steps in {args.minutes} min: velocity relative L2 {error:.4e}")
