@@ -109,6 +109,9 @@ def shape_summary(problem) -> list:
     lines.append(f"points per subdomain: interior {counts.interior.min()}-"
                  f"{counts.interior.max()}, boundary {counts.boundary.min()}-"
                  f"{counts.boundary.max()}, rows {counts.rows.min()}-{counts.rows.max()}")
+    if counts.values_apart:
+        lines.append("boundary, initial and data points: outputs only, no derivatives "
+                     "(no condition reads one)")
     return lines
 
 

@@ -120,7 +120,7 @@ def problem_rows(problem, replicas: int = 1) -> int:
     obs = getattr(problem, "observation_counts", None)
     extra = int(obs.max()) if obs is not None and len(obs) else 0  # observation rows
     if problem.shape is not None:
-        return int(problem.shape_counts.rows.max()) + extra
+        return problem.shape_counts.layout_rows + extra
     return padded_rows(problem.decomposition, problem.cfg.points, problem.time_axis,
                        replicas) + extra
 

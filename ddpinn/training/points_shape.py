@@ -8,10 +8,14 @@ data points the inside volume, boundary points the boundary measure in the cell;
 interface gets the configured number of points, drawn on the part of its face inside the
 domain from the interface's own key.
 
-Rows of one expert: [interior | boundary | initial | data | interfaces | padding]. Boundary
-rows carry their conditions in a :class:`BoundaryRows` block: entry k of expert e reads row
-``rows[e, k]`` and asks ``sum_j A u_j + b (grad u . direction) = target`` (one entry per
-point and condition on its tag).
+Rows of one expert: [interior | boundary | initial | data | interfaces | padding]; when no
+condition reads a derivative (Dirichlet and initial values only), [interior | interfaces |
+padding] and then a value-only block [boundary | initial | data | padding] that the step
+evaluates by a plain forward pass (``PointBatch.value_rows``), so boundary data cost a
+forward pass, not the PDE's derivatives. Boundary rows carry their conditions in a
+:class:`BoundaryRows` block: entry k of expert e reads row ``rows[e, k]`` and asks
+``sum_j A u_j + b (grad u . direction) = target`` (one entry per point and condition on its
+tag).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddpinn.boundary import condition_rows
+from ddpinn.boundary import condition_rows, needs_gradient
 from ddpinn.boundary.kinds import INITIAL_TAG
 from ddpinn.training.points import (TAG_BOUNDARY, TAG_DATA, TAG_INTERFACE, TAG_INTERIOR,
                                     PointBatch, rng_for)
@@ -67,15 +71,38 @@ class ShapeCounts:
     interfaces: np.ndarray  # interface sides of each subdomain
     n_interface: int  # points per interface
     entries: np.ndarray  # boundary-condition entries (points x conditions on their tags)
+    # boundary, initial and data rows in a trailing value-only block (no condition reads a
+    # derivative there)
+    values_apart: bool = False
 
     @property
     def rows(self) -> np.ndarray:
+        """Points of every subdomain (S,)."""
         return (self.interior + self.boundary + self.initial + self.data
                 + self.n_interface * self.interfaces)
 
     @property
+    def value_points(self) -> np.ndarray:
+        """Boundary, initial and data points of every subdomain (S,)."""
+        return self.boundary + self.initial + self.data
+
+    @property
     def first_interface(self) -> np.ndarray:
-        return self.interior + self.boundary + self.initial + self.data
+        """First interface row of every subdomain (S,)."""
+        return self.interior if self.values_apart else self.interior + self.value_points
+
+    @property
+    def value_block(self) -> int:
+        """Rows of the trailing value-only block (the most over the subdomains; 0: none)."""
+        return int(self.value_points.max()) if self.values_apart else 0
+
+    @property
+    def layout_rows(self) -> int:
+        """Rows N of every expert's batch: the derivative block, padded to the most over
+        the subdomains, then the value-only block."""
+        if not self.values_apart:
+            return int(self.rows.max())
+        return int((self.interior + self.n_interface * self.interfaces).max()) + self.value_block
 
 
 def conditions_per_tag(conditions, tags) -> dict:
@@ -109,7 +136,7 @@ def shape_counts(decomp, points_cfg, time_axis, conditions) -> ShapeCounts:
     entries = boundary * per_space_point + initial * len(by_tag[INITIAL_TAG])
     data = scaled(points_cfg.data, frac) if points_cfg.data else np.zeros_like(interior)
     return ShapeCounts(interior, boundary, initial, data, decomp.interface_counts(),
-                       int(points_cfg.interface), entries)
+                       int(points_cfg.interface), entries, not needs_gradient(conditions))
 
 
 def space_columns(d: int, time_axis) -> list:
@@ -160,7 +187,8 @@ def build_shape_points(problem, sids, seed, epoch=0, dtype=torch.float64,
     counts = problem.shape_counts
     m, d = pde.n_out, decomp.box.dim
     sids = np.asarray(sids, dtype=np.int64).reshape(-1)
-    E, N, K = len(sids), int(counts.rows.max()), int(max(counts.entries.max(), 1))
+    E, N, K = len(sids), counts.layout_rows, int(max(counts.entries.max(), 1))
+    first_value = N - counts.value_block  # the boundary rows' first row when values_apart
     x = np.empty((E, N, d))
     res_w = np.zeros((E, N))
     data_w, data_t = np.zeros((E, N, m)), np.zeros((E, N, m))
@@ -176,7 +204,7 @@ def build_shape_points(problem, sids, seed, epoch=0, dtype=torch.float64,
                                 time_axis)[0]
         x[e, n_int:] = x[e, 0]  # padding rows: a valid point, weight 0
         res_w[e, :n_int] = 1.0 / n_int
-        row = n_int
+        row = first_value if counts.values_apart else n_int
         pts, normals, tags = _boundary_points(shape, counts, sid, seed, epoch, lower, upper,
                                               time_axis)
         x[e, row:row + len(pts)] = pts
@@ -202,7 +230,8 @@ def build_shape_points(problem, sids, seed, epoch=0, dtype=torch.float64,
     bc = BoundaryRows(torch.as_tensor(rows, device=device), t(A), t(b), t(direction), t(target),
                       t(w), bool((b != 0).any()))
     return PointBatch(t(x), t(res_w), zeros, zeros.clone(), t(data_w), t(data_t), sides,
-                      counts.n_interface, 1.0, first, boundary_rows=bc)
+                      counts.n_interface, 1.0, first, boundary_rows=bc,
+                      value_rows=counts.value_block)
 
 
 def _write_conditions(by_tag, tags, points, first_row, pde, out) -> None:

@@ -17,6 +17,9 @@ from test_gauss_newton import (CASES, MPI_CASES, SOLVERS, _args, _context,
 
 NEUMANN_WALLS = ('boundary=[{tags = ["x_lower", "x_upper"], kind = "neumann", '
                  'values = "exact"}, {tags = "initial", kind = "dirichlet", values = "exact"}]')
+# Values only: boundary, initial and data rows in the batch's value-only block
+DIRICHLET_WALLS = ('boundary=[{tags = ["x_lower", "x_upper", "initial"], kind = "dirichlet", '
+                   'values = "exact"}]')
 
 SHAPED = {
     # L-shape with a hole, cut cells: Dirichlet outside, Neumann on the hole
@@ -26,6 +29,9 @@ SHAPED = {
     "heat_neumann_robin": (CASES / "heat1d_neumann_robin.toml", ()),
     # [[boundary]] tables, observations from a file, points.data and an inverse unknown
     "heat_observations": (CASES / "heat1d_inverse_csv.toml", (NEUMANN_WALLS, "points.data=6")),
+    # Dirichlet and initial values only, observations and points.data: value-only rows
+    "heat_values_only": (CASES / "heat1d_inverse_csv.toml",
+                         (DIRICHLET_WALLS, "points.data=6")),
     # Navier-Stokes around a cylinder: inflow, no-slip walls and an outflow condition
     "cylinder_outflow": (CASES / "cylinder2d_dfg.toml",
                          ("points.interior=24", "points.boundary=6", "network.width=6")),
@@ -48,8 +54,11 @@ def test_shaped_rows_sum_of_squares_is_each_experts_loss(name):
     s = small_solver(SHAPED[name][0], *SHAPED[name][1])
     bc = s.batch.boundary_rows
     assert bc is not None
-    if name != "heat_observations":
+    if name == "heat_values_only":
+        assert not bc.needs_gradient and s.batch.value_rows > 0
+    elif name != "heat_observations":
         assert bc.needs_gradient  # Neumann / Robin / outflow rows read the gradients
+        assert s.batch.value_rows == 0
     args, kw, leaves = _args(s)
     terms = local_loss(_context(args, kw), args[0], args[2])
     want = expert_losses(s, terms)
@@ -73,7 +82,7 @@ def test_shaped_rows_sum_of_squares_is_each_experts_loss(name):
 
 
 @pytest.mark.parametrize("name", ["l_shape_hole_data", "heat_neumann_robin",
-                                  "heat_observations", "cylinder_outflow"])
+                                  "heat_observations", "heat_values_only", "cylinder_outflow"])
 def test_shaped_per_point_jacobian_matches_autograd_rows(name):
     s = small_solver(SHAPED[name][0], *SHAPED[name][1])
     lm, r, J, r_ref, row = jacobian_and_autograd(s)
@@ -114,7 +123,7 @@ def test_initial_constraint_repeats_its_experts():
                        c.apply(x, net).repeat_interleave(3, 0))
 
 
-@pytest.mark.parametrize("name", ["l_shape_hole_data", "cylinder_outflow"])
+@pytest.mark.parametrize("name", ["l_shape_hole_data", "heat_values_only", "cylinder_outflow"])
 def test_memory_estimate_counts_the_rows_of_a_shaped_case(name):
     from ddpinn.training.memory import residual_rows
 

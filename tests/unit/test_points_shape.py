@@ -89,3 +89,40 @@ def test_the_exact_solution_meets_every_boundary_condition(case):
     misfit = boundary_residual(batch.boundary_rows, u, grad) * (batch.boundary_rows.w > 0)
     assert float(misfit.abs().max()) < 1e-10
     assert batch.boundary_rows.needs_gradient
+
+
+VALUES_ONLY = ('boundary=[{tags = ["x_lower", "x_upper", "initial"], kind = "dirichlet", '
+               'values = "exact"}]')
+
+
+@pytest.mark.parametrize("sets, apart", [((VALUES_ONLY, "points.data=5"), True),
+                                         ((VALUES_ONLY, "decomposition.grid=[1, 2]"), True),
+                                         ((), False)])
+def test_values_only_conditions_put_boundary_and_data_rows_after_the_derivative_rows(
+        sets, apart):
+    """Dirichlet and initial values only: the boundary, initial and data rows form the
+    trailing value-only block, the interior and interface rows the derivative block before
+    it; a condition that reads a derivative (heat1d_neumann_robin) keeps one block."""
+    problem = _problem(ROOT / "cases" / "heat1d_neumann_robin.toml", *sets)
+    counts, S = problem.shape_counts, problem.decomposition.n_subdomains
+    assert counts.values_apart is apart
+    batch = build_shape_points(problem, list(range(S)), seed=3)
+    E, N, _ = batch.x.shape
+    assert N == counts.layout_rows and batch.value_rows == counts.value_block
+    first_value = N - batch.value_rows
+    bc = batch.boundary_rows
+    live = bc.w.sum(-1) > 0  # (E, K)
+    assert int(live.sum()) == int(counts.entries.sum())
+    assert (batch.res_w[:, first_value:] == 0).all()
+    if not apart:
+        assert batch.value_rows == 0
+        return
+    assert N == int((counts.interior + counts.n_interface * counts.interfaces).max()
+                    + counts.value_points.max())
+    assert bool((bc.rows[live] >= first_value).all())
+    data_rows = torch.nonzero(batch.data_w.sum(-1) > 0)[:, 1]
+    assert len(data_rows) == int(counts.data.sum()) and bool((data_rows >= first_value).all())
+    for e, row0, itf in batch.sides:
+        assert row0 >= int(counts.interior[e]) and row0 + counts.n_interface <= first_value
+    for e in range(E):  # the interior rows come first, as in the single block
+        assert torch.equal(batch.res_w[e] > 0, torch.arange(N) < int(counts.interior[e]))
