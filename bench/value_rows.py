@@ -77,7 +77,8 @@ def main(argv=None) -> None:
     E, N = batch.x.shape[:2]
     if not batch.value_rows:
         sys.exit(f"{case.name}: no value-only rows (a condition reads a derivative)")
-    params = {**solver.pde.params, **{n: p for n, p in solver.shared.items()}}
+    # the unknowns as the training closure passes them (per-expert leaves)
+    params = {**solver.pde.params, **solver.experts.shared_values(leaves=True)}
     loss = {}
     times = {"values": [], "derivatives": []}
     one_step(fast, solver.model, params)  # warm-up of both paths
