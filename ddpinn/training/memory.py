@@ -15,7 +15,9 @@ Term 1 is measured, not guessed: :func:`step_bytes` runs the case's own network,
 interface quantities on two tiny probe batches (2 experts, 16 and 48 rows) and records the
 peak of the bytes held by live tensors during forward and backward; the difference gives the
 bytes per (expert, row), which scale to the rank's E x N exactly because every activation is
-(E, N, ...). The other terms are computed from the shapes the code allocates.
+(E, N, ...). The trailing value-only rows (boundary data, observations) are probed apart, by
+the plain forward and backward pass the step gives them. The other terms are computed from the
+shapes the code allocates.
 """
 from __future__ import annotations
 
@@ -93,10 +95,11 @@ class _LiveBytes(TorchDispatchMode):
         return out
 
 
-def _probe(problem, n_rows: int) -> tuple:
+def _probe(problem, n_rows: int, values_only: bool = False) -> tuple:
     """Peak live bytes and the sizes of all tensors of one loss evaluation and backward pass of
     ``_PROBE_EXPERTS`` experts at ``n_rows`` rows each, as :func:`local_loss` computes it:
-    the PDE residual and every interface quantity of any stage, on all rows."""
+    the PDE residual and every interface quantity of any stage, on all rows; with
+    ``values_only``, the outputs alone (the plain forward pass of value-only rows)."""
     from ddpinn.interface.conditions import needed_quantities
     from ddpinn.nn.taylor import make_fields
     from ddpinn.training.experts import DTYPES, make_experts
@@ -113,6 +116,10 @@ def _probe(problem, n_rows: int) -> tuple:
     names = {c for cs in [problem.conditions, *problem.stage_conditions] for c in cs.names}
     quantities = needed_quantities(sorted(names))
     m, d = pde.n_out, decomp.box.dim
+    if values_only:
+        with _LiveBytes() as live:
+            model(x).pow(2).sum().backward()
+        return live.peak, live.sizes
     with _LiveBytes() as live:
         x = x.requires_grad_(True)  # as local_loss: x always requires grad
         # The eager engine: a compiled sweep fuses products and holds no more than this.
@@ -138,9 +145,10 @@ def step_bytes(problem) -> dict:
 
     Returns
     -------
-    dict with ``per_row`` (bytes per row of one expert), ``per_expert`` (bytes per expert
-    that do not depend on the rows) and ``sizes_per_row`` (ndarray: the size of every tensor
-    the step creates, per row of one expert). Cached per case (the probe takes milliseconds after torch's first
+    dict with ``per_row`` (bytes per row of one expert), ``per_value_row`` (the same for a
+    value-only row, :attr:`~ddpinn.training.points.PointBatch.value_rows`), ``per_expert``
+    (bytes per expert that do not depend on the rows) and ``sizes_per_row`` (ndarray: the
+    size of every tensor the step creates, per row of one expert). Cached per case (the probe takes milliseconds after torch's first
     use of a dispatch mode).
     """
     cfg = problem.cfg
@@ -151,7 +159,9 @@ def step_bytes(problem) -> dict:
         p1, _ = _probe(problem, n1)
         p2, sizes = _probe(problem, n2)
         per_row = max(0.0, (p2 - p1) / (e * (n2 - n1)))
+        v1, v2 = (_probe(problem, n, values_only=True)[0] for n in (n1, n2))
         _probe_cache[key] = {"per_row": per_row,
+                             "per_value_row": max(0.0, (v2 - v1) / (e * (n2 - n1))),
                              "per_expert": max(0.0, (p1 - per_row * e * n1) / e),
                              "sizes_per_row": np.asarray(sizes, float) / (e * n2)}
     return _probe_cache[key]
@@ -227,7 +237,7 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     (with their gradients), ``setup`` (the set-up transient), ``experts`` and ``rows``
     (E and N of the rank's batch), ``phase`` ("training" or "set-up": where the peak is).
     """
-    from ddpinn.training.points import batch_bytes, problem_rows
+    from ddpinn.training.points import batch_bytes, problem_rows, problem_value_rows
     from ddpinn.training.experts import DTYPES, make_experts
 
     d, pde = problem.decomposition, problem.pde
@@ -242,9 +252,10 @@ def estimate_rank_memory(cfg, problem, ranks: int) -> dict:
     points = float(batch_bytes(E, N, d.box.dim, pde.n_out, itemsize))
 
     probe = step_bytes(problem)
-    step = E * (N * probe["per_row"] + probe["per_expert"])
+    K = problem_value_rows(problem)  # of the N rows: a plain forward pass each
+    step = E * ((N - K) * probe["per_row"] + K * probe["per_value_row"] + probe["per_expert"])
     # The share of the step's bytes in tensors small enough for the heap at this E x N.
-    sizes = probe["sizes_per_row"] * E * N
+    sizes = probe["sizes_per_row"] * E * (N - K)
     heap = float(sizes[sizes < HEAP_THRESHOLD].sum() / sizes.sum()) if sizes.size else 0.0
     step *= 1.0 + (HEAP_FACTOR - 1.0) * heap
     stages = [s for s in cfg.stages if s.steps > 0]

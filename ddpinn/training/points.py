@@ -117,12 +117,25 @@ def padded_rows(decomp, points_cfg, time_axis=None, replicas: int = 1) -> int:
 def problem_rows(problem, replicas: int = 1) -> int:
     """Rows per expert N of a problem: :func:`padded_rows`, or the largest subdomain's
     points of a cut decomposition."""
-    obs = getattr(problem, "observation_counts", None)
-    extra = int(obs.max()) if obs is not None and len(obs) else 0  # observation rows
+    extra = _observation_rows(problem)
     if problem.shape is not None:
         return problem.shape_counts.layout_rows + extra
     return padded_rows(problem.decomposition, problem.cfg.points, problem.time_axis,
                        replicas) + extra
+
+
+def _observation_rows(problem) -> int:
+    """Observation rows per expert (appended after all others)."""
+    obs = getattr(problem, "observation_counts", None)
+    return int(obs.max()) if obs is not None and len(obs) else 0
+
+
+def problem_value_rows(problem) -> int:
+    """Of :func:`problem_rows`, the trailing value-only rows (:attr:`PointBatch.value_rows`):
+    the observation rows, and the boundary, initial and data block of a cut decomposition
+    whose conditions read no derivative."""
+    extra = _observation_rows(problem)
+    return extra + (problem.shape_counts.value_block if problem.shape is not None else 0)
 
 
 def _unit(keys, n, d, sampling="uniform") -> np.ndarray:
