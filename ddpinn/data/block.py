@@ -2,8 +2,9 @@
 interpolation at any points inside its coverage.
 
 - grid: values on a tensor grid of increasing coordinates, interpolated with
-  :class:`scipy.interpolate.RegularGridInterpolator`; an axis with a single coordinate is
-  constant along it and covers that coordinate only;
+  :class:`scipy.interpolate.RegularGridInterpolator` (linear, nearest) or the local cubic of
+  :mod:`ddpinn.data.local_cubic`; an axis with a single coordinate is constant along it and
+  covers that coordinate only;
 - points: scattered rows, interpolated with :class:`scipy.interpolate.LinearNDInterpolator`
   (linear inside the convex hull of the rows), piecewise linear for one axis, or the nearest
   row. An axis on which every row has the same value is constant along it, as on a grid.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ddpinn.data import local_cubic
 from ddpinn.data.errors import DataFileError
 
 #: Relative tolerance (of an axis's extent) of the coverage checks.
@@ -35,7 +37,7 @@ class DataBlock:
     points : ndarray (P, d) float64 for points, else None
     values : ndarray (P, m) for points, (n_1, ..., n_d, m) for a grid, float64
     grid : list of d 1D increasing float64 arrays (length n_k) for a grid, else None
-    interpolation : str, ``"linear"`` or ``"nearest"``
+    interpolation : str, ``"linear"``, ``"nearest"`` or ``"cubic"`` (grids only)
     """
 
     kind: str
@@ -135,7 +137,8 @@ def _clip_to_box(block: DataBlock, x: np.ndarray, lo: np.ndarray, hi: np.ndarray
 
 
 class _GridInterpolant:
-    """RegularGridInterpolator over the axes with more than one coordinate."""
+    """RegularGridInterpolator (linear, nearest) or :mod:`~ddpinn.data.local_cubic` (cubic)
+    over the axes with more than one coordinate."""
 
     def __init__(self, block: DataBlock):
         from scipy.interpolate import RegularGridInterpolator
@@ -146,7 +149,10 @@ class _GridInterpolant:
         self.live = [k for k, g in enumerate(block.grid) if len(g) > 1]
         index = tuple(slice(None) if k in self.live else 0 for k in range(len(block.grid)))
         values = block.values[index]
-        if self.live:
+        if self.live and block.interpolation == "cubic":
+            grid = [block.grid[k] for k in self.live]
+            self.interp = lambda x: local_cubic.interpolate(grid, values, x)
+        elif self.live:
             self.interp = RegularGridInterpolator(
                 [block.grid[k] for k in self.live], values, method=block.interpolation,
                 bounds_error=False, fill_value=None)

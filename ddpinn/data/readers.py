@@ -34,7 +34,8 @@ def open_data(path, axes: dict, fields: dict, outputs: tuple = (),
     fields : dict output -> column/variable name in the file; {} = every name of ``outputs``
         that the file has (at least one)
     outputs : tuple of str, the PDE's outputs; the fields are kept in this order
-    interpolation : str, ``"linear"`` or ``"nearest"``, given to the blocks read
+    interpolation : str, ``"linear"``, ``"nearest"`` or ``"cubic"`` (grids only), given to
+        the blocks read
 
     Returns
     -------
@@ -45,7 +46,8 @@ def open_data(path, axes: dict, fields: dict, outputs: tuple = (),
     DataFileError
         An unreadable or empty file, a missing column or variable (those available are
         listed), a grid variable whose dimensions are not the mapped axes, a dimension
-        without coordinate variable, point variables of different lengths.
+        without coordinate variable, point variables of different lengths, cubic
+        interpolation of scattered points.
     """
     if not axes:
         raise ValueError("open_data needs at least one axis")
@@ -54,8 +56,14 @@ def open_data(path, axes: dict, fields: dict, outputs: tuple = (),
                          f"{', '.join(INTERPOLATIONS)}")
     path = Path(path)
     if file_format(path) == "csv":
-        return CsvPoints(path, dict(axes), dict(fields), tuple(outputs), interpolation)
-    return open_netcdf(path, dict(axes), dict(fields), tuple(outputs), interpolation)
+        source = CsvPoints(path, dict(axes), dict(fields), tuple(outputs), interpolation)
+    else:
+        source = open_netcdf(path, dict(axes), dict(fields), tuple(outputs), interpolation)
+    if interpolation == "cubic" and source.kind != "grid":
+        raise DataFileError(f"data file {str(path)!r}: interpolation = 'cubic' needs gridded "
+                            f"data (NetCDF variables on one dimension per axis), and this file "
+                            f"holds scattered points: use 'linear' or 'nearest'")
+    return source
 
 
 def open_netcdf(path, axes: dict, fields: dict, outputs: tuple, interpolation: str):

@@ -11,7 +11,7 @@ A table reads, e.g.::
                                         # that the file has
     axes = {t = "time"}                 # case axis -> column or coordinate; absent: same name
     noise = 0.01                        # or {u = 0.01}; observations only
-    interpolation = "linear"            # linear | nearest
+    interpolation = "linear"            # linear | nearest | cubic (grids)
     fraction = 0.01                     # observations: the share of the points (grid nodes) used
 
 :func:`parse_data_tables` checks them (keys, types, names against the case's axes and the
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ddpinn.io.config_errors import ConfigError
 
 USES = ("observations", "boundary", "reference")
-INTERPOLATIONS = ("linear", "nearest")
+INTERPOLATIONS = ("linear", "nearest", "cubic")
 KEYS = ("name", "file", "use", "fields", "axes", "noise", "interpolation", "fraction")
 
 

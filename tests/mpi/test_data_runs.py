@@ -84,3 +84,30 @@ def test_bad_file_is_one_message_and_nothing_written(tmp_path, name):
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
     assert len(set(errors)) == 1, proc.stderr[-3000:]
     assert not out.exists()
+
+
+
+SUBVOLUME = ROOT / "cases" / "tgv3d_re1600_subvolume.toml"
+SMALL = ("points.interior=64", "points.boundary=32", "points.interface=16",
+         "network.width=16", "network.depth=2", "network.fourier_features=8",
+         "stages.0.steps=12", "stages.1.steps=4", "output.log_every=1",
+         "output.eval_every=8", "output.plots=false")
+
+
+def test_cubic_boundary_data_same_trajectory_on_any_rank_count(tmp_path):
+    """Boundary data from a grid file by local cubic interpolation: each of 4 ranks reads
+    its own part of the file, and the 8 experts follow the trajectory of one rank (on the
+    small version of the turbulence files that tests/conftest.py makes)."""
+    runs = {}
+    for kind, ranks in (("cubic", 1), ("cubic", 4), ("linear", 1)):
+        out = tmp_path / f"{kind}{ranks}"
+        check(run_case(ranks, SUBVOLUME, out, f'data.0.interpolation="{kind}"', *SMALL,
+                       timeout=600)[0])
+        runs[kind, ranks] = _trajectory(out)
+    ref, got = runs["cubic", 1], runs["cubic", 4]
+    assert sorted(ref) == sorted(got) == list(range(16))
+    for step in ref:
+        for a, b in zip(ref[step], got[step]):
+            assert abs(a - b) <= 1e-10 * abs(a), (step, a, b)
+    # the cubic data are not the linear ones: the first loss already differs
+    assert abs(runs["linear", 1][0][0] - ref[0][0]) > 1e-6 * ref[0][0]

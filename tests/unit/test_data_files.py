@@ -190,6 +190,76 @@ def test_grid_interpolation_exact_3d_and_nearest(tmp_path):
                                atol=1e-13)
 
 
+def cubic(x, y, z, t):
+    """A field of degree 3 in each axis (a tensor product of cubics, with mixed terms)."""
+    return (1.0 + x ** 3 - 2.0 * x * y ** 2 + 0.5 * z ** 3 * t - y * t ** 3
+            + x ** 3 * y ** 3 * z ** 3 * t ** 3)
+
+
+def grid_cubic(tmp_path, n=(9, 8, 7, 6)):
+    """u = cubic(x, y, z, t) on a non-uniform grid, dims (t, z, y, x), y decreasing."""
+    rng = np.random.default_rng(11)
+    axes = [np.sort(np.concatenate([[0.0, 1.0], rng.uniform(0.05, 0.95, k - 2)])) for k in n]
+    x, y, z, t = axes
+    T, Z, Y, X = np.meshgrid(t, z, y[::-1], x, indexing="ij")
+    write_grid(tmp_path / "c.nc", {"t": t, "z": z, "y": y[::-1], "x": x},
+               {"u": cubic(X, Y, Z, T)})
+    return tmp_path / "c.nc", axes
+
+
+def test_cubic_interpolation_exact_on_cubics_and_nodes(tmp_path):
+    path, axes = grid_cubic(tmp_path)
+    xyzt = {"x": "x", "y": "y", "z": "z", "t": "t"}
+    block = open_data(path, xyzt, {"u": "u"}, interpolation="cubic").read_box([0] * 4, [1] * 4)
+    q = np.random.default_rng(12).uniform(0, 1, (500, 4))
+    np.testing.assert_allclose(block.interpolate(q)[:, 0], cubic(*q.T), rtol=0, atol=1e-12)
+    linear_block = open_data(path, xyzt, {"u": "u"}).read_box([0] * 4, [1] * 4)
+    assert np.abs(linear_block.interpolate(q)[:, 0] - cubic(*q.T)).max() > 1e-3
+    nodes = np.array(np.meshgrid(*axes, indexing="ij")).reshape(4, -1).T
+    exact = block.values[..., 0].reshape(-1)  # in (x, y, z, t) order, as the nodes
+    assert np.array_equal(block.interpolate(nodes)[:, 0], exact)
+
+
+def test_cubic_interpolation_of_a_part_equals_the_whole_bitwise(tmp_path):
+    """A value depends on the 4 lines around it per axis, and a part is read with one line
+    of margin: every rank's part gives the whole file's numbers."""
+    path, _ = grid_cubic(tmp_path, n=(17, 15, 13, 9))
+    xyzt = {"x": "x", "y": "y", "z": "z", "t": "t"}
+    with netCDF4.Dataset(path, "a") as ds:  # a field no cubic reproduces
+        T, Z, Y, X = np.meshgrid(*[ds[a][:] for a in "tzyx"], indexing="ij")
+        ds["u"][:] = np.sin(3 * X) * np.cos(2 * Y) + np.sin(Z + 2 * T)
+    whole = open_data(path, xyzt, {"u": "u"}, interpolation="cubic").read_box([0] * 4,
+                                                                               [1] * 4)
+    rng = np.random.default_rng(13)
+    for lo, hi in [([0.3, 0.0, 0.2, 0.5], [0.6, 0.4, 0.9, 1.0]),
+                   ([0.0, 0.55, 0.0, 0.0], [0.2, 1.0, 0.45, 0.3])]:
+        src = open_data(path, xyzt, {"u": "u"}, interpolation="cubic")
+        part = src.read_box(lo, hi)
+        assert part.values.size < whole.values.size / 4
+        q = np.vstack([lo, hi, rng.uniform(lo, hi, (300, 4))])
+        assert np.array_equal(part.interpolate(q), whole.interpolate(q))
+
+
+def test_cubic_is_closer_than_linear_on_smooth_data(tmp_path):
+    c = np.linspace(0, 1, 17)
+    Y, X = np.meshgrid(c, c, indexing="ij")
+    write_grid(tmp_path / "s.nc", {"y": c, "x": c}, {"u": np.sin(4 * X) * np.cos(3 * Y)})
+    q = np.random.default_rng(14).uniform(0, 1, (400, 2))
+    true = np.sin(4 * q[:, 0]) * np.cos(3 * q[:, 1])
+    err = {}
+    for kind in ("linear", "cubic"):
+        block = open_data(tmp_path / "s.nc", {"x": "x", "y": "y"}, {"u": "u"},
+                          interpolation=kind).read_box([0, 0], [1, 1])
+        err[kind] = np.sqrt(np.mean((block.interpolate(q)[:, 0] - true) ** 2))
+    assert err["cubic"] < err["linear"] / 20, err
+
+
+def test_cubic_interpolation_of_scattered_points_is_refused(tmp_path):
+    path = write_csv(tmp_path / "p.csv", "x,u", [[0.0, 1.0], [0.5, 2.0], [1.0, 0.0]])
+    with pytest.raises(DataFileError, match="'cubic' needs gridded data"):
+        open_data(path, {"x": "x"}, {"u": "u"}, interpolation="cubic")
+
+
 def test_single_coordinate_axis_is_constant(tmp_path):
     x, t = np.linspace(0, 1, 5), np.array([0.0])
     T, X = np.meshgrid(t, x, indexing="ij")
@@ -377,7 +447,7 @@ def test_parse_data_tables_defaults():
     assert specs[2].fields == {"v": "V"}
     assert parse_data_tables(None, ("x",), ("u",)) == []
     assert set(USES) == {"observations", "boundary", "reference"}
-    assert INTERPOLATIONS == ("linear", "nearest")
+    assert INTERPOLATIONS == ("linear", "nearest", "cubic")
 
 
 GOOD = {"file": "a.csv", "use": "observations"}
@@ -402,8 +472,8 @@ GOOD = {"file": "a.csv", "use": "observations"}
      "field 'data.0.noise' = 0.1: noise is only given for use = 'observations'"),
     ([{**GOOD, "name": "d"}, {**GOOD, "name": "d"}],
      "field 'data.1.name' = 'd': the name is already used by data.0"),
-    ([{**GOOD, "interpolation": "cubic"}],
-     "field 'data.0.interpolation' = 'cubic': must be one of linear, nearest"),
+    ([{**GOOD, "interpolation": "quintic"}],
+     "field 'data.0.interpolation' = 'quintic': must be one of linear, nearest, cubic"),
     ({"file": "a.csv"}, "field 'data' must be an array of tables"),
 ])
 def test_parse_data_tables_errors(tables, message):
