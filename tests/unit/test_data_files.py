@@ -254,6 +254,18 @@ def test_cubic_is_closer_than_linear_on_smooth_data(tmp_path):
     assert err["cubic"] < err["linear"] / 20, err
 
 
+def test_cubic_on_short_axes_takes_every_line(tmp_path):
+    """An axis of 2 or 3 lines takes all of them: linear, quadratic; one line is constant."""
+    x, y, t = np.array([0.0, 0.3, 1.0]), np.array([0.0, 1.0]), np.array([0.5])
+    T, Y, X = np.meshgrid(t, y, x, indexing="ij")
+    write_grid(tmp_path / "q.nc", {"t": t, "y": y, "x": x}, {"u": X ** 2 * Y + 2 * Y})
+    block = open_data(tmp_path / "q.nc", XYT, {"u": "u"}, interpolation="cubic").read_box(
+        [0, 0, 0.5], [1, 1, 0.5])
+    q = np.random.default_rng(15).uniform([0, 0, 0.5], [1, 1, 0.5], (50, 3))
+    np.testing.assert_allclose(block.interpolate(q)[:, 0], q[:, 0] ** 2 * q[:, 1]
+                               + 2 * q[:, 1], rtol=0, atol=1e-13)
+
+
 def test_cubic_interpolation_of_scattered_points_is_refused(tmp_path):
     path = write_csv(tmp_path / "p.csv", "x,u", [[0.0, 1.0], [0.5, 2.0], [1.0, 0.0]])
     with pytest.raises(DataFileError, match="'cubic' needs gridded data"):
