@@ -151,7 +151,9 @@ def _print_data_memory(problem, owner, groups: int) -> None:
                                                               problem.box.upper))
             per_rank.append(nbytes / 2 ** 20)
         shown = " ".join(f"{v:.2f}" for v in per_rank[:16]) + (" ..." if groups > 16 else "")
-        print(f"  {data.name} ({data.spec.use}, {data.source.kind}, {data.source.path.name}): "
+        how = (f"{data.source.kind}, {data.spec.interpolation}" if data.spec.use == "boundary"
+               else data.source.kind)  # interpolated only as boundary data
+        print(f"  {data.name} ({data.spec.use}, {how}, {data.source.path.name}): "
               f"max {max(per_rank):.2f} MB per rank; by rank: {shown}")
 
 

@@ -244,6 +244,7 @@ def test_info_prints_the_data_each_rank_holds(case_data):
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if "per rank; by rank" in ln]
     assert [ln.split()[0] for ln in lines] == ["dns", "reference", "samples"]
+    assert "(boundary, grid, linear, tgv1600_sub.nc)" in lines[0]  # how it is interpolated
     assert all(len(ln.split("by rank:")[1].split()) == 4 for ln in lines)
 
 
