@@ -7,9 +7,8 @@ continuous, not differentiable across grid lines. It is local on purpose: a valu
 the 4^d nodes around its point only, so a block read with one grid line of margin beyond its
 box (:meth:`ddpinn.data.netcdf_grid.NetcdfGrid.index_ranges`) gives the same numbers as the
 whole file, bit for bit, whichever rank reads which part. (scipy's cubic
-``RegularGridInterpolator`` is a global spline, in which every node moves every value, and
-evaluates points one by one.) At a node the weights are exactly 1 and 0: nodes are reproduced
-exactly.
+``RegularGridInterpolator`` is a global spline, in which every node moves every value.) At a
+node the weights are exactly 1 and 0: nodes are reproduced exactly.
 """
 from __future__ import annotations
 
